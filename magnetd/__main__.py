@@ -1,0 +1,5 @@
+import sys
+
+from magnetd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The ``magnetd`` command: the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from magnetd import config as configuration
+from magnetd import logs, status
+from magnetd.magnet import parse_link
+from magnetd.model import Rejected
+from magnetd.spool import ERROR_SUFFIX, free_name, fsync_dir, write_atomic
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78  # 78: EX_CONFIG, not retried by systemd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="magnetd", description="Send magnet links dropped in an inbox folder to qBittorrent."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            help="the config file (default: $MAGNETD_CONFIG, ./magnetd.yaml, then the system path)",
+        )
+        return sub
+
+    run = command("run", "run in the foreground until SIGTERM/SIGINT")
+    run.add_argument("--log-target", choices=logs.TARGETS, default="auto")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    command("check-config", "check the config; print every problem")
+    show = command("status", "show what the daemon is doing")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    add = command("add", "drop magnet links or files into the inbox")
+    add.add_argument("links", nargs="+", metavar="MAGNET_OR_FILE")
+    retry = command("retry", "move failed files back into the inbox")
+    retry.add_argument("names", nargs="*", metavar="NAME", help="files in failed/ (default: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.config or configuration.default_path()
+    try:
+        return _dispatch(args, path)
+    except configuration.ConfigError as exc:
+        print(f"magnetd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"magnetd: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _dispatch(args: argparse.Namespace, path: Path) -> int:
+    if args.command == "check-config":
+        cfg = configuration.load(path)
+        for warning in cfg.warnings:
+            print(f"warning: {warning}")
+        names = ", ".join(i.name for i in cfg.instances)
+        print(f"{cfg.path}: OK ({len(cfg.instances)} instance(s): {names}; inbox {cfg.folders.inbox})")
+        return EXIT_OK
+    cfg = configuration.load(path)
+    if args.command == "run":
+        return run(cfg, args.log_target, args.log_level)
+    if args.command == "status":
+        return show_status(cfg, args.json)
+    if args.command == "add":
+        return add(cfg, args.links)
+    return retry(cfg, args.names)
+
+
+def run(cfg: configuration.Config, target: str, level: str) -> int:
+    """Run the daemon in the foreground; SIGTERM/SIGINT stop it, SIGHUP reloads."""
+    from magnetd.supervisor import Supervisor
+
+    logs.setup(target, level)
+    logs.register_secrets(i.password for i in cfg.instances)
+    supervisor = Supervisor(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: supervisor.request_reload())
+    return supervisor.run()
+
+
+def show_status(cfg: configuration.Config, as_json: bool) -> int:
+    snapshot = status.read(cfg.folders.state)
+    if as_json:
+        if snapshot is None:
+            print(json.dumps({"running": False, "error": "no status snapshot yet"}))
+            return EXIT_ERROR
+        snapshot["running"] = status.is_running(snapshot)
+        snapshot["stale"] = not snapshot["running"]
+        print(json.dumps(snapshot, indent=2))
+        return EXIT_OK
+    print(status.render(snapshot), end="")
+    return EXIT_OK if snapshot is not None and status.is_running(snapshot) else EXIT_ERROR
+
+
+def add(cfg: configuration.Config, links: Sequence[str]) -> int:
+    """Drop each magnet (as a ``.magnet`` file) or file into the inbox: temp name, then rename."""
+    inbox = cfg.folders.inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    code = EXIT_OK
+    for link in links:
+        source = Path(link)
+        try:
+            if source.is_file():
+                name, data = source.name, source.read_bytes()
+            else:
+                magnet = parse_link(link)
+                name = f"{time.strftime('%Y%m%d-%H%M%S')}-{magnet.torrent_id[:12]}.magnet"
+                data = (magnet.uri + "\n").encode("utf-8")
+        except Rejected as exc:
+            print(f"magnetd: not added: {exc.reason}: {exc.detail}", file=sys.stderr)
+            code = EXIT_ERROR
+            continue
+        temp = inbox / f".{uuid.uuid4().hex}.tmp"
+        write_atomic(temp, data)
+        target = free_name(inbox, name)
+        os.rename(temp, target)
+        print(target)
+    fsync_dir(inbox)
+    return code
+
+
+def retry(cfg: configuration.Config, names: Sequence[str]) -> int:
+    """Move files from ``failed/`` back into the inbox, dropping their ``.error.json``."""
+    failed, inbox = cfg.folders.failed, cfg.folders.inbox
+    if names:
+        chosen = [failed / n for n in names]
+    else:
+        chosen = [p for p in failed.rglob("*") if p.is_file() and not p.name.endswith(ERROR_SUFFIX)]
+    code = EXIT_OK
+    for path in chosen:
+        if not path.is_file() or path.name.endswith(ERROR_SUFFIX):
+            print(f"magnetd: no failed file {path}", file=sys.stderr)
+            code = EXIT_ERROR
+            continue
+        rel = path.relative_to(failed)
+        (inbox / rel.parent).mkdir(parents=True, exist_ok=True)
+        target = free_name(inbox / rel.parent, rel.name)
+        os.rename(path, target)
+        path.with_name(path.name + ERROR_SUFFIX).unlink(missing_ok=True)
+        print(target)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""Load and validate ``magnetd.yaml``: every problem at once, each naming its key and a fix.
+
+The YAML is checked against ``schema.yaml`` first (types, unknown keys, ranges),
+then against rules a schema cannot say (one password source per instance,
+folders that must not nest). Only a config with no problem becomes a frozen
+:class:`Config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_credential")
+DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: where, what, and how to fix it."""
+
+    key: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.key or '(top level)'}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, path: Path, problems: Iterable[Problem]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{path}: {len(self.problems)} problem(s):\n{lines}")
+
+
+class Secret(str):
+    """A string that never shows itself in a repr or a log line."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class Folders:
+    inbox: Path
+    sent: Path
+    failed: Path
+    state: Path
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.inbox, self.sent, self.failed, self.state)
+
+
+@dataclass(frozen=True)
+class Vpn:
+    gateway: str
+    timeout: float = 2.0
+    count: int = 2
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    url: str
+    username: str
+    password: Secret = field(repr=False)
+    password_source: str = "password"
+    requires_vpn: bool = False
+    verify_tls: bool | str = True
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Defaults:
+    category: str | None = None
+    savepath: str | None = None
+    tags: tuple[str, ...] = ()
+    paused: bool | None = None
+
+
+@dataclass(frozen=True)
+class Watch:
+    polling: str = "auto"  # "auto", "true" or "false"
+    rescan_interval: float = 30.0
+    settle_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    folders: Folders
+    instances: tuple[Instance, ...]
+    probe_interval: float = 10.0
+    vpn: Vpn | None = None
+    defaults: Defaults = Defaults()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    watch: Watch = Watch()
+    warnings: tuple[str, ...] = ()
+
+
+def default_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the config is when ``--config`` is not given."""
+    if environ.get("MAGNETD_CONFIG"):
+        return Path(environ["MAGNETD_CONFIG"])
+    local = Path("magnetd.yaml")
+    if local.exists():
+        return local
+    if sys.platform == "win32":
+        return Path(environ.get("PROGRAMDATA", r"C:\ProgramData")) / "magnetd" / "magnetd.yaml"
+    return Path("/etc/magnetd/magnetd.yaml")
+
+
+def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read, validate and resolve the config at ``path``; raise ConfigError listing every problem."""
+    path = path.expanduser().absolute()
+    raw = _read_yaml(path)
+    problems = list(schema_problems(raw))
+    problems += [p for p in _safely(rule_problems, raw, path.parent, environ) if p not in problems]
+    if problems:
+        raise ConfigError(path, problems)
+    return _build(raw, path, environ)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = "pass --config PATH, set MAGNETD_CONFIG, or copy magnetd.yaml.example"
+        raise ConfigError(path, [Problem("", "config file not found", hint)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [Problem("", f"cannot read: {exc}", "check permissions")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        hint = "check indentation and quoting"
+        raise ConfigError(path, [Problem("", f"not valid YAML{at}: {exc}", hint)]) from None
+    if not isinstance(data, dict):
+        hint = "start from magnetd.yaml.example"
+        raise ConfigError(path, [Problem("", "the config must be a mapping of keys", hint)])
+    return data
+
+
+def _safely(check: Any, *args: Any) -> list[Problem]:
+    """Run a rule check on a config the schema may have refused: skip what is not there."""
+    found: list[Problem] = []
+    with contextlib.suppress(KeyError, TypeError, AttributeError, ValueError, OSError):
+        found.extend(check(*args))
+    return found
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("magnetd").joinpath("schema.yaml").read_text(encoding="utf-8")
+    schema: dict[str, Any] = yaml.safe_load(text)
+    return schema
+
+
+def schema_problems(raw: Mapping[str, Any]) -> Iterator[Problem]:
+    """Every schema violation in ``raw``, in document order."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        yield from _explain(error)
+
+
+def _key(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _explain(error: jsonschema.ValidationError) -> Iterator[Problem]:
+    base = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    properties: dict[str, Any] = schema.get("properties", {})
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        for extra in sorted(set(error.instance) - set(properties)):
+            near = difflib.get_close_matches(str(extra), list(properties), n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"allowed: {', '.join(properties)}"
+            yield Problem(_key([*base, extra]), "unknown key", hint)
+    elif error.validator == "required":
+        missing = str(error.message).split("'")[1]
+        hint = properties.get(missing, {}).get("description", "")
+        yield Problem(_key([*base, missing]), "is required but missing", hint)
+    elif error.validator == "pattern":
+        yield Problem(
+            _key(base), f"{error.instance!r} is not in the expected form", schema.get("description", "")
+        )
+    else:
+        yield Problem(_key(base), str(error.message), schema.get("description", ""))
+
+
+def rule_problems(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> Iterator[Problem]:
+    """Problems the schema cannot express: secrets, duplicate names, nesting folders."""
+    names: set[str] = set()
+    for index, inst in enumerate(raw.get("instances") or []):
+        if not isinstance(inst, dict) or not isinstance(inst.get("name"), str):
+            continue
+        key = f"instances[{index}]"
+        if inst["name"] in names:
+            yield Problem(f"{key}.name", f"'{inst['name']}' is used twice", "give each a new name")
+        names.add(inst["name"])
+        yield from _password_problems(inst, key, base, environ)
+        verify = inst.get("verify_tls", True)
+        if isinstance(verify, str) and not _resolve(verify, base).is_file():
+            hint = "give the path of a PEM CA bundle, or true/false"
+            yield Problem(f"{key}.verify_tls", f"CA bundle {verify!r} not found", hint)
+    if isinstance(raw.get("folders"), dict):
+        yield from _safely(_folder_problems, _folders(raw, base))
+
+
+def _password_problems(
+    inst: Mapping[str, Any], key: str, base: Path, environ: Mapping[str, str]
+) -> Iterator[Problem]:
+    sources = [s for s in PASSWORD_SOURCES if s in inst]
+    if len(sources) != 1:
+        what = "none is set" if not sources else f"{', '.join(sources)} are all set"
+        hint = "set exactly one of password, password_file, password_env, password_credential"
+        yield Problem(f"{key}.password", f"needs one password source; {what}", hint)
+        return
+    try:
+        _password(inst, base, environ)
+    except LookupError as exc:
+        yield Problem(f"{key}.{sources[0]}", str(exc), _PASSWORD_HINTS[sources[0]])
+
+
+_PASSWORD_HINTS = {
+    "password": "",
+    "password_file": "create the file (mode 0600) holding only the password",
+    "password_env": "export the variable before starting magnetd",
+    "password_credential": "add LoadCredential= for it to the systemd unit",
+}
+
+
+def _password(inst: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The password and the key it came from; LookupError naming what is missing."""
+    if "password" in inst:
+        return str(inst["password"]), "password"
+    if "password_env" in inst:
+        name = inst["password_env"]
+        if name not in environ:
+            raise LookupError(f"environment variable {name} is not set")
+        return environ[name], "password_env"
+    if "password_file" in inst:
+        return _read_secret(_resolve(inst["password_file"], base)), "password_file"
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise LookupError("$CREDENTIALS_DIRECTORY is not set (not started by systemd?)")
+    return _read_secret(Path(directory) / inst["password_credential"]), "password_credential"
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise LookupError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _folders(raw: Mapping[str, Any], base: Path) -> Folders:
+    spec = raw["folders"]
+    inbox = _resolve(spec["inbox"], base)
+    state = _resolve(spec["state"], base) if "state" in spec else inbox.parent / "state"
+    return Folders(
+        inbox=inbox, sent=_resolve(spec["sent"], base), failed=_resolve(spec["failed"], base), state=state
+    )
+
+
+def _folder_problems(folders: Folders) -> Iterator[Problem]:
+    named = {"sent": folders.sent, "failed": folders.failed, "state": folders.state}
+    inbox = folders.inbox.resolve()
+    for name, path in named.items():
+        real = path.resolve()
+        if real == inbox or real.is_relative_to(inbox):
+            hint = "put it beside the inbox, e.g. ./magnetd-data/" + name
+            yield Problem(f"folders.{name}", "must not be the inbox or inside it", hint)
+    if folders.sent.resolve() == folders.failed.resolve():
+        yield Problem("folders.failed", "must differ from folders.sent", "use two folders")
+
+
+def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Config:
+    base = path.parent
+    instances = []
+    for inst in raw["instances"]:
+        password, source = _password(inst, base, environ)
+        verify = inst.get("verify_tls", True)
+        instances.append(
+            Instance(
+                name=inst["name"],
+                url=inst["url"],
+                username=inst["username"],
+                password=Secret(password),
+                password_source=source,
+                requires_vpn=bool(inst.get("requires_vpn", False)),
+                verify_tls=str(_resolve(verify, base)) if isinstance(verify, str) else verify,
+                timeout=float(inst.get("timeout", 10.0)),
+            )
+        )
+    vpn = raw.get("vpn")
+    defaults = raw.get("defaults", {})
+    watch = raw.get("watch", {})
+    return Config(
+        path=path,
+        folders=_folders(raw, base),
+        instances=tuple(instances),
+        probe_interval=float(raw.get("probe_interval", 10.0)),
+        vpn=Vpn(vpn["gateway"], float(vpn.get("timeout", 2.0)), int(vpn.get("count", 2))) if vpn else None,
+        defaults=Defaults(
+            category=defaults.get("category"),
+            savepath=defaults.get("savepath"),
+            tags=tuple(defaults.get("tags", ())),
+            paused=defaults.get("paused"),
+        ),
+        max_file_bytes=int(raw.get("limits", {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
+        watch=Watch(
+            polling=str(watch.get("polling", "auto")).lower(),
+            rescan_interval=float(watch.get("rescan_interval", 30.0)),
+            settle_seconds=float(watch.get("settle_seconds", 1.0)),
+        ),
+        warnings=tuple(_warnings(raw, path)),
+    )
+
+
+def _warnings(raw: Mapping[str, Any], path: Path) -> Iterator[str]:
+    """Risky but valid settings, logged at start-up."""
+    for inst in raw["instances"]:
+        if inst.get("verify_tls") is False:
+            yield f"instances '{inst['name']}': verify_tls is false, TLS certificates are NOT checked"
+        if "password" in inst and sys.platform != "win32" and path.stat().st_mode & 0o044:
+            yield (
+                f"instances '{inst['name']}': plain password in {path}, which other users can read;"
+                " chmod 600 it or use password_file/password_env"
+            )

@@ -1,0 +1,344 @@
+"""Send a batch of inbox files to the first healthy instance, verify, and settle each file.
+
+A batch's magnets go in as few ``torrents/add`` requests as their options
+allow, and are verified with one ``torrents/info`` call. An instance-wide
+failure moves the whole batch to the next healthy instance or leaves it
+held in the inbox; only item-specific rejections ever reach ``failed/``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from magnetd import items, logs
+from magnetd.config import Config, Instance
+from magnetd.health import OK, UP, VPN_DOWN, Health, VpnGate
+from magnetd.inbox import Busy, Gone, Inbox, Waiting, read
+from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
+from magnetd.qbittorrent import Client, InstanceError, ItemRejected
+from magnetd.spool import Spool, error_record
+
+BATCH_ENTRIES = 1000
+MAX_ATTEMPTS = 3
+VERIFY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
+
+log = logs.get("magnetd.dispatch")
+
+
+@dataclass
+class Job:
+    """One inbox file, read and parsed, with the options its magnets are added with."""
+
+    waiting: Waiting
+    rel: PurePath
+    data: bytes
+    item: Item
+    options: AddOptions
+
+
+@dataclass
+class Verdict:
+    """What one instance did with a batch, by torrent id."""
+
+    instance: str
+    present: set[str] = field(default_factory=set)
+    refused: dict[str, str] = field(default_factory=dict)  # id -> detail
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int) -> float:
+    return float(min(60, 2**attempts))
+
+
+def options_for(config: Config, rel: PurePath, item: Item) -> AddOptions:
+    """Defaults, then the sub-folder's category, then the file's own options."""
+    d = config.defaults
+    base = AddOptions(d.category, d.savepath, d.tags or None, d.paused)
+    folder = AddOptions(category="/".join(rel.parent.parts)) if rel.parent.parts else AddOptions()
+    return item.options.over(folder.over(base))
+
+
+def _ids(entries: Iterable[Entry]) -> list[str]:
+    return [e.torrent_id for e in entries]
+
+
+class Dispatcher:
+    """Turns due inbox files into outcomes; owned by the supervisor's thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        clients: Mapping[str, Client],
+        health: Health,
+        gate: VpnGate | None,
+        spool: Spool,
+        inbox: Inbox,
+        counters: Counters,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.clients = clients
+        self.health = health
+        self.gate = gate
+        self.spool = spool
+        self.inbox = inbox
+        self.counters = counters
+        self.sleep = sleep
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, waiting: Waiting) -> Job | None:
+        """Read and parse one file; settle it at once if it can never be sent."""
+        rel = self.spool.relative(waiting.path)
+        try:
+            data = read(waiting, self.config.max_file_bytes, self.config.watch.settle_seconds)
+            item = items.parse_item(waiting.path.name, data)
+        except Busy:
+            self.inbox.retry_later(waiting, max(0.2, self.config.watch.settle_seconds))
+            return None
+        except Gone:
+            self.inbox.forget(waiting.path)
+            return None
+        except Rejected as exc:
+            self._fail(waiting, rel, exc.reason, exc.detail, exc.lines)
+            return None
+        except OSError as exc:
+            self._trouble(waiting, rel, "unreadable", f"cannot read: {exc.strerror or exc}", 5)
+            return None
+        except Exception as exc:
+            self._trouble(waiting, rel, "internal_error", repr(exc), MAX_ATTEMPTS)
+            return None
+        return Job(waiting, rel, data, item, options_for(self.config, rel, item))
+
+    def _trouble(self, waiting: Waiting, rel: PurePath, reason: str, detail: str, limit: int) -> None:
+        """A failure that may pass: retry with back-off, then give up to ``failed/``."""
+        waiting.attempts += 1
+        if waiting.attempts >= limit:
+            self._fail(waiting, rel, reason, detail)
+            return
+        log.warning("file_retry", file=str(rel), reason=reason, detail=detail, attempt=waiting.attempts)
+        self.inbox.retry_later(waiting, backoff(waiting.attempts), f"{reason}: {detail}")
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def candidates(self) -> list[Instance]:
+        """Healthy instances in priority order; a VPN-bound one only after a fresh VPN check."""
+        usable = self.health.usable()
+        if self.gate and any(i.requires_vpn for i in usable) and self.health.vpn_age() > VPN_RECHECK:
+            status, detail = self.gate.check(count=1, timeout=min(1.0, self.gate.vpn.timeout))
+            self.health.set_vpn(status, detail)
+            if status != UP:
+                for inst in usable:
+                    if inst.requires_vpn:
+                        self.health.set_instance(inst.name, VPN_DOWN, detail)
+                usable = self.health.usable()
+        return usable
+
+    def send(self, jobs: Sequence[Job]) -> bool:
+        """Send ``jobs`` to the first instance that takes them; False if all were held."""
+        for inst in self.candidates():
+            try:
+                verdict = self._attempt(inst, jobs)
+            except InstanceError as exc:
+                self.health.set_instance(inst.name, exc.status, exc.detail)
+                log.warning(
+                    "batch_failover",
+                    instance=inst.name,
+                    status=exc.status,
+                    detail=exc.detail,
+                    files=len(jobs),
+                )
+                continue
+            for job in jobs:
+                self._settle(job, verdict)
+            return True
+        log.info("files_held", files=len(jobs), reason="no healthy instance")
+        return False
+
+    def _attempt(self, inst: Instance, jobs: Sequence[Job]) -> Verdict:
+        client = self.clients[inst.name]
+        verdict = Verdict(inst.name)
+        groups: dict[AddOptions, list[Entry]] = defaultdict(list)
+        torrents: list[tuple[Job, Entry]] = []
+        for job in jobs:
+            for entry in job.item.entries:
+                if entry.magnet is not None:
+                    groups[job.options].append(entry)
+                else:
+                    torrents.append((job, entry))
+        refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
+        accepted = False
+        for options, entries in groups.items():
+            for start in range(0, len(entries), BATCH_ENTRIES):
+                chunk = entries[start : start + BATCH_ENTRIES]
+                answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
+                accepted |= answer.accepted
+                verdict.present.update(answer.added_ids)
+                if not answer.accepted:
+                    refusable.extend(_ids(chunk))
+        for job, entry in torrents:
+            try:
+                answer = client.add_torrent(_upload_name(entry), entry.torrent or b"", job.options)
+            except ItemRejected as exc:
+                verdict.refused[entry.torrent_id] = exc.detail
+                continue
+            accepted |= answer.accepted
+            verdict.present.update(answer.added_ids)
+            if not answer.accepted:
+                refusable.append(entry.torrent_id)
+        wanted = {e.torrent_id for job in jobs for e in job.item.entries} - set(verdict.refused)
+        verdict.present |= self._verify(client, wanted - verdict.present, wait=accepted)
+        for torrent_id in refusable:
+            if torrent_id not in verdict.present:
+                verdict.refused[torrent_id] = _REFUSED
+        return verdict
+
+    def _verify(self, client: Client, ids: set[str], wait: bool) -> set[str]:
+        """The ids qBittorrent lists; waits briefly for adds it is still processing."""
+        present: set[str] = set()
+        missing = set(ids)
+        for delay in VERIFY_DELAYS:
+            if not missing:
+                break
+            if delay:
+                self.sleep(delay)
+            found = client.present(missing)
+            present |= found
+            missing -= found
+            if not wait:
+                break
+        return present
+
+    # -- settling --------------------------------------------------------------------------
+
+    def _settle(self, job: Job, verdict: Verdict) -> None:
+        """Move one file to its outcome, or schedule a retry for entries still unconfirmed."""
+        good = [e for e in job.item.entries if e.torrent_id in verdict.present]
+        missing = [e for e in job.item.entries if e.torrent_id not in verdict.present]
+        unresolved = [e for e in missing if e.torrent_id not in verdict.refused]
+        if unresolved and job.waiting.attempts + 1 < MAX_ATTEMPTS:
+            job.waiting.attempts += 1
+            detail = f"{len(unresolved)} torrent(s) not listed by {verdict.instance} after adding"
+            log.warning(
+                "file_retry",
+                file=str(job.rel),
+                reason="not_added",
+                detail=detail,
+                instance=verdict.instance,
+                attempt=job.waiting.attempts,
+            )
+            self.inbox.retry_later(job.waiting, backoff(job.waiting.attempts), detail)
+            return
+        refused = [
+            LineError(e.line, "rejected", verdict.refused[e.torrent_id], e.text)
+            if e.torrent_id in verdict.refused
+            else LineError(e.line, "not_added", _NOT_LISTED, e.text)
+            for e in missing
+        ]
+        bad = sorted([*job.item.rejects, *refused], key=lambda r: r.line)
+        try:
+            if not good:
+                reason = _reason(bad)
+                self._fail(job.waiting, job.rel, reason, _detail(bad), bad, verdict.instance)
+                return
+            if bad:
+                self._partial(job, good, bad, verdict.instance)
+            else:
+                self.spool.sent(job.waiting.path)
+        except OSError as exc:
+            self._move_failed(job.waiting, job.rel, exc)
+            return
+        self.inbox.forget(job.waiting.path)
+        self.counters.sent += 1
+        event = "file_partial" if bad else "file_sent"
+        log.info(
+            event,
+            file=str(job.rel),
+            outcome="partial" if bad else "sent",
+            instance=verdict.instance,
+            **_hash_fields(_ids(good)),
+            failed_lines=len(bad) or None,
+            category=job.options.category,
+        )
+
+    def _partial(self, job: Job, good: list[Entry], bad: list[LineError], instance: str) -> None:
+        """Bad entries to ``failed/``, the inbox file rewritten to its good ones, then to ``sent/``."""
+        path, name, data = job.waiting.path, job.waiting.path.name, job.data
+        bad_lines = {b.line for b in bad}
+        record = error_record(_reason(bad), _detail(bad), instance, bad)
+        self.spool.failed(path, record, items.render(job.item, name, data, bad_lines))
+        self.counters.failed += 1
+        self.spool.rewrite(path, items.render(job.item, name, data, {e.line for e in good}))
+        self.spool.sent(path)
+
+    def _fail(
+        self,
+        waiting: Waiting,
+        rel: PurePath,
+        reason: str,
+        detail: str,
+        lines: Sequence[LineError] = (),
+        instance: str | None = None,
+    ) -> None:
+        try:
+            self.spool.failed(waiting.path, error_record(reason, detail, instance, lines))
+        except OSError as exc:
+            self._move_failed(waiting, rel, exc)
+            return
+        self.inbox.forget(waiting.path)
+        self.counters.failed += 1
+        log.warning(
+            "file_failed",
+            file=str(rel),
+            outcome="failed",
+            reason=reason,
+            detail=detail,
+            instance=instance,
+            lines=len(lines) or None,
+        )
+
+    def _move_failed(self, waiting: Waiting, rel: PurePath, exc: OSError) -> None:
+        """Disk full, read-only folder, a locked file: keep it in the inbox and retry."""
+        log.error(
+            "file_move_failed",
+            file=str(rel),
+            error=exc.strerror or repr(exc),
+            retry_in=backoff(waiting.attempts + 1),
+        )
+        self.inbox.retry_later(waiting, backoff(waiting.attempts + 1), f"move failed: {exc}")
+
+
+_REFUSED = "qBittorrent refused it (not added, not already present)"
+_NOT_LISTED = "qBittorrent accepted the request but never listed this torrent"
+
+
+def _reason(bad: Sequence[LineError]) -> str:
+    reasons = {b.reason for b in bad}
+    return reasons.pop() if len(reasons) == 1 else "invalid_entries"
+
+
+def _detail(bad: Sequence[LineError]) -> str:
+    if len(bad) == 1:
+        return bad[0].detail
+    return f"{len(bad)} entries could not be sent; see lines"
+
+
+def _hash_fields(ids: list[str]) -> dict[str, object]:
+    return {"infohash": ids[0]} if len(ids) == 1 else {"infohashes": ids, "count": len(ids)}
+
+
+def _upload_name(entry: Entry) -> str:
+    return f"{entry.torrent_id}.torrent"
+
+
+__all__ = ["BATCH_ENTRIES", "OK", "Counters", "Dispatcher", "Job", "options_for"]

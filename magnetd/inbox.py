@@ -1,0 +1,185 @@
+"""The files waiting in the inbox: when each is ready, and reading one safely.
+
+A file is read only once its writer is done: renamed-in files at once; on
+Linux, files written in place once no process holds them open for writing
+(a read lease cannot be taken while one does); elsewhere once size and mtime
+have stopped changing for ``settle`` seconds. Symlinks are never followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from magnetd.model import Rejected
+from magnetd.watcher import Seen, in_hidden_dir, is_candidate
+
+EMPTY_GRACE = 5.0  # an empty file may be a placeholder about to be replaced (browsers do this)
+F_SETLEASE = 1024  # Linux fcntl commands, absent from Python's fcntl module
+F_RDLCK, F_UNLCK = 0, 2
+
+
+class Busy(Exception):
+    """The file is still being written: try again later."""
+
+
+class Gone(Exception):
+    """The file vanished before it could be read."""
+
+
+@dataclass
+class Waiting:
+    """One inbox file and what is known about its readiness and its attempts."""
+
+    path: Path
+    first_seen: float
+    first_seen_wall: float
+    how: str
+    size: int = -1
+    mtime: float = -1.0
+    attempts: int = 0
+    not_before: float = 0.0
+    last_error: str | None = None
+
+
+class Inbox:
+    """Waiting files in arrival order, for the one thread that owns the inbox."""
+
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = root
+        self.clock = clock
+        self._files: dict[Path, Waiting] = {}
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def note(self, seen: Seen) -> None:
+        """Record a path the watcher or a scan reported."""
+        path = seen.path
+        if not is_candidate(path.name) or in_hidden_dir(path, self.root):
+            return
+        known = self._files.get(path)
+        if known is None:
+            now = self.clock()
+            self._files[path] = Waiting(path, now, time.time(), seen.how)
+        elif seen.how in ("moved", "closed"):
+            known.how = seen.how
+            if known.attempts == 0:
+                known.not_before = 0.0  # the writer is done: try it now
+
+    def forget(self, path: Path) -> None:
+        self._files.pop(path, None)
+
+    def due(self, limit: int | None = None) -> list[Waiting]:
+        """Files whose back-off has passed, oldest first."""
+        now = self.clock()
+        ready = [w for w in self._files.values() if w.not_before <= now]
+        ready.sort(key=lambda w: w.first_seen)
+        return ready if limit is None else ready[:limit]
+
+    def oldest(self) -> Waiting | None:
+        return min(self._files.values(), key=lambda w: w.first_seen, default=None)
+
+    def next_due(self) -> float | None:
+        """The earliest monotonic time at which a waiting file may be tried again."""
+        return min((w.not_before for w in self._files.values()), default=None)
+
+    def retry_later(self, waiting: Waiting, delay: float, error: str | None = None) -> None:
+        waiting.not_before = self.clock() + delay
+        if error is not None:
+            waiting.last_error = error
+
+
+def read(waiting: Waiting, max_bytes: int, settle: float, now: float | None = None) -> bytes:
+    """The file's bytes once it is complete; Busy, Gone, Rejected or OSError otherwise."""
+    path = waiting.path
+    if sys.platform == "win32" and path.is_symlink():
+        raise Rejected("symlink", "the file is a symbolic link; links are never followed")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise Gone(str(path)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Rejected("symlink", "the file is a symbolic link; links are never followed") from None
+        raise
+    try:
+        return _read_open(fd, waiting, max_bytes, settle, time.time() if now is None else now)
+    finally:
+        os.close(fd)
+
+
+def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: float) -> bytes:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise Rejected("not_a_file", "not a regular file (a pipe, device or socket)")
+    if info.st_size > max_bytes:
+        detail = f"{info.st_size} bytes is over limits.max_file_bytes ({max_bytes}); not read"
+        raise Rejected("too_large", detail)
+    lease = _take_lease(fd)
+    try:
+        if lease is False:
+            raise Busy("a writer still has the file open")
+        if lease is None and not _settled(waiting, info, settle, now):
+            raise Busy("still changing")
+        if info.st_size == 0 and now - info.st_mtime < EMPTY_GRACE:
+            waiting.size = 0
+            raise Busy("empty, may be a placeholder")
+        data = _read_all(fd, max_bytes)
+    finally:
+        if lease:
+            _release_lease(fd)
+    if len(data) > max_bytes:
+        raise Rejected("too_large", f"grew over limits.max_file_bytes ({max_bytes}) while read")
+    return data
+
+
+def _read_all(fd: int, max_bytes: int) -> bytes:
+    chunks, total = [], 0
+    while total <= max_bytes:
+        chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _settled(waiting: Waiting, info: os.stat_result, settle: float, now: float) -> bool:
+    """Renamed-in or closed files are complete; others once unchanged for ``settle`` seconds."""
+    if waiting.how in ("moved", "closed"):
+        return True
+    same = (waiting.size, waiting.mtime) == (info.st_size, info.st_mtime)
+    waiting.size, waiting.mtime = info.st_size, info.st_mtime
+    return now - info.st_mtime >= settle and (same or waiting.how == "scan")
+
+
+def _take_lease(fd: int) -> bool | None:
+    """Linux: True if no writer has the file open (lease held), False if one has, None if unknown."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, F_SETLEASE, F_RDLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EBUSY):
+            return False
+        return None  # not the owner, or a file system without leases: fall back to settling
+    return True
+
+
+def _release_lease(fd: int) -> None:
+    import fcntl
+
+    with contextlib.suppress(OSError):  # closing the descriptor drops the lease anyway
+        fcntl.fcntl(fd, F_SETLEASE, F_UNLCK)

@@ -1,0 +1,102 @@
+"""Native journald output: each event becomes one entry with ``MAGNETD_<KEY>`` fields.
+
+The native protocol is a datagram of ``KEY=value`` lines to
+``/run/systemd/journal/socket`` (values with a newline use the length-prefixed
+form). A list value becomes the same field repeated, so every infohash of a
+multi-magnet file is findable with ``journalctl MAGNETD_INFOHASH=<hash>``.
+When journald is missing or refuses, the event goes to the fallback stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+SOCKET = "/run/systemd/journal/socket"
+PRIORITIES = {"debug": 7, "info": 6, "warning": 5, "warn": 5, "error": 3, "critical": 2, "exception": 3}
+_BAD_CHARS = re.compile(r"[^A-Z0-9_]")
+SUMMARY_KEYS = ("file", "instance", "status", "reason", "infohash", "detail", "error")
+
+
+def field_name(key: str) -> str:
+    """``MAGNETD_<KEY>``: upper case, only ``[A-Z0-9_]`` (journald drops other names)."""
+    return "MAGNETD_" + _BAD_CHARS.sub("_", key.upper())
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def fields(event: MutableMapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The journal fields of a structlog event dict."""
+    level = str(event.get("level", "info"))
+    name = str(event.get("event", ""))
+    yield "MESSAGE", message(event)
+    yield "PRIORITY", str(PRIORITIES.get(level, 6))
+    yield "SYSLOG_IDENTIFIER", "magnetd"
+    for key, value in event.items():
+        if key == "infohashes" and isinstance(value, list | tuple):
+            for item in value:
+                yield "MAGNETD_INFOHASH", str(item)
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            for item in value:
+                yield field_name(key), item
+        elif value is not None:
+            yield field_name(key), _value(value)
+    if name:
+        yield "MAGNETD_EVENT", name
+
+
+def message(event: MutableMapping[str, Any]) -> str:
+    """A one-line, human summary: the event name and its key facts."""
+    parts = [str(event.get("event", ""))]
+    for key in SUMMARY_KEYS:
+        if event.get(key) is not None:
+            parts.append(f"{key}={_value(event[key])}")
+    if isinstance(event.get("infohashes"), list):
+        parts.append(f"infohashes={len(event['infohashes'])}")
+    return " ".join(parts)
+
+
+def encode(pairs: Iterator[tuple[str, str]]) -> bytes:
+    """The native protocol's datagram for ``pairs``."""
+    out = bytearray()
+    for key, value in pairs:
+        data = value.encode("utf-8", errors="replace")
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class JournalRenderer:
+    """A final structlog processor: send to journald and drop, or fall back to a JSON line."""
+
+    def __init__(self, fallback: TextIO, path: str | None = None) -> None:
+        self.path = path or os.environ.get("MAGNETD_JOURNAL_SOCKET", SOCKET)
+        self.fallback = fallback
+        self._sock: socket.socket | None = None
+
+    def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> str:
+        event.pop("timestamp", None)  # journald stamps entries itself
+        if self._send(encode(fields(event))):
+            raise structlog.DropEvent
+        return json.dumps(dict(event), default=str)
+
+    def _send(self, datagram: bytes) -> bool:
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.sendto(datagram, self.path)
+        except OSError:
+            self._sock = None
+            return False
+        return True

@@ -1,0 +1,367 @@
+"""A small client for qBittorrent's WebUI API v2 (4.x and 5.x).
+
+One :class:`Client` talks to one qBittorrent instance over a
+``requests.Session``. It logs in when it has to, logs in again once when a
+session has expired, and after a refused login waits out a back-off (10 min,
+doubling up to 24 h) before it sends the password again, so that it never gets
+its address banned. Errors that make the whole instance unusable are raised as
+:class:`InstanceError` with a short ``status`` code; an item qBittorrent
+refuses (a broken ``.torrent``) is raised as :class:`ItemRejected`.
+
+This module logs nothing: its callers do. No text it produces contains the
+password or a cookie value.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from magnetd.model import AddOptions
+
+BACKOFF_FIRST = 600.0
+"""Seconds to wait after the first refused login."""
+BACKOFF_MAX = 24 * 3600.0
+"""The longest wait between two login attempts."""
+
+_BODY_EXCERPT = 200
+_ADD_STATUSES = (200, 202, 204, 409, 415)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+Form = dict[str, str]
+
+
+class InstanceError(Exception):
+    """The whole instance is unusable right now.
+
+    ``status`` is one of ``AUTH_FAILED``, ``BANNED``, ``TIMEOUT``,
+    ``UNREACHABLE``, ``TLS_ERROR``, ``HTTP_<code>`` or ``UNKNOWN``.
+    """
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ItemRejected(Exception):
+    """qBittorrent refused this one item (e.g. 415 for a broken ``.torrent``)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class AddAnswer:
+    """What ``torrents/add`` answered.
+
+    ``accepted`` is True when qBittorrent took at least one item (``Ok.``, or a
+    5.2+ JSON answer with a success or pending count); ``added_ids`` lists the
+    lower-case ids a 5.2+ answer names.
+    """
+
+    accepted: bool
+    added_ids: tuple[str, ...] = ()
+
+
+def api_base(url: str) -> str:
+    """The ``.../api/v2/`` address for a WebUI ``url`` (with or without a path prefix)."""
+    return url.rstrip("/") + "/api/v2/"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def options_form(options: AddOptions) -> Form:
+    """The ``torrents/add`` form fields for ``options`` (only those that are set)."""
+    form: Form = {}
+    if options.category is not None:
+        form["category"] = options.category
+    if options.savepath is not None:
+        form["savepath"] = options.savepath
+    if options.tags:
+        form["tags"] = ",".join(options.tags)
+    if options.paused is not None:
+        flag = "true" if options.paused else "false"
+        form["paused"] = flag  # qBittorrent 4.x
+        form["stopped"] = flag  # qBittorrent 5.x
+    return form
+
+
+def upload_name(filename: str) -> str:
+    """A plain ASCII file name for the multipart upload of ``filename``."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    safe = _UNSAFE_NAME.sub("_", base).strip("._")
+    if not safe:
+        safe = "upload"
+    return safe if safe.endswith(".torrent") else f"{safe}.torrent"
+
+
+def excerpt(response: requests.Response) -> str:
+    """The start of a response body, on one line."""
+    return " ".join(response.text.split())[:_BODY_EXCERPT]
+
+
+def matches(torrent: Mapping[str, Any]) -> set[str]:
+    """The lower-case 40-hex ids one ``torrents/info`` object can be found under."""
+    found = set()
+    for key in ("hash", "infohash_v1", "infohash_v2"):
+        value = torrent.get(key)
+        if isinstance(value, str) and len(value) >= 40:
+            found.add(value[:40].lower())
+    return found
+
+
+class Client:
+    """A thread-safe client for one qBittorrent instance."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.username = username
+        self._password = password
+        self._base = api_base(url)
+        self._verify = verify
+        self._timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = "magnetd"
+        self._logged_in = False
+        self._failures = 0
+        self._blocked_until: float | None = None
+        self._block_status = "AUTH_FAILED"
+        self._block_detail = ""
+
+    def __repr__(self) -> str:
+        return f"Client(url={redact_url(self.url)!r}, username={self.username!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def login_blocked_until(self) -> float | None:
+        """When (on the client's clock) a login may be tried again, or None if now."""
+        until = self._blocked_until
+        if until is None or self._clock() >= until:
+            return None
+        return until
+
+    # public calls: each holds the lock for its whole duration
+
+    def login(self) -> None:
+        """Log in now, unless a back-off after a refused login is still running."""
+        with self._lock:
+            self._login()
+
+    def version(self) -> str:
+        """The WebAPI version (``app/webapiVersion``); also the health probe."""
+        with self._lock:
+            return self._call("GET", "app/webapiVersion").text.strip()
+
+    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
+        """Add magnet links in one request; an empty list sends nothing."""
+        if not uris:
+            return AddAnswer(accepted=False)
+        form = options_form(options)
+        form["urls"] = "\n".join(uris)
+        with self._lock:
+            response = self._call("POST", "torrents/add", _ADD_STATUSES, data=form)
+            return self._add_answer(response, "magnet links")
+
+    def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer:
+        """Add one ``.torrent`` file; raises :class:`ItemRejected` when it is invalid."""
+        files = {"torrents": (upload_name(filename), data, "application/x-bittorrent")}
+        form = options_form(options)
+        with self._lock:
+            response = self._call("POST", "torrents/add", _ADD_STATUSES, data=form, files=files)
+            return self._add_answer(response, filename)
+
+    def present(self, ids: Collection[str]) -> set[str]:
+        """The subset of ``ids`` (lower-cased) that qBittorrent lists."""
+        wanted = {i.lower() for i in ids}
+        found: set[str] = set()
+        for torrent in self.torrents(wanted):
+            found |= matches(torrent) & wanted
+        return found
+
+    def torrents(self, ids: Collection[str]) -> list[dict[str, Any]]:
+        """The raw ``torrents/info`` objects for ``ids``; no ids, no request."""
+        if not ids:
+            return []
+        form = {"hashes": "|".join(sorted({i.lower() for i in ids}))}
+        with self._lock:
+            return self._torrent_list(self._call("POST", "torrents/info", data=form))
+
+    def close(self) -> None:
+        """Drop the session and its connections."""
+        with self._lock:
+            self._logged_in = False
+            self._session.close()
+
+    # internals: called with the lock held
+
+    def _fail(self, status: str, detail: str) -> InstanceError:
+        """An InstanceError whose text can never carry the password."""
+        if self._password:
+            detail = detail.replace(self._password, "***")
+        return InstanceError(status, detail)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One HTTP request, with requests' exceptions turned into InstanceError."""
+        url = self._base + path
+        try:
+            return self._session.request(
+                method,
+                url,
+                timeout=(self._timeout, self._timeout),
+                verify=self._verify,
+                allow_redirects=False,
+                **kwargs,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise self._fail("TLS_ERROR", f"TLS error talking to {self._where()}: {exc}") from None
+        except requests.exceptions.Timeout:
+            raise self._timed_out() from None
+        except requests.exceptions.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                raise self._timed_out() from None
+            raise self._fail("UNREACHABLE", f"cannot reach {self._where()}: {exc}") from None
+        except requests.exceptions.RequestException as exc:
+            raise self._fail("UNKNOWN", f"request to {self._where()} failed: {exc}") from None
+
+    def _where(self) -> str:
+        return redact_url(self.url)
+
+    def _timed_out(self) -> InstanceError:
+        return self._fail("TIMEOUT", f"no answer from {self._where()} within {self._timeout:g} s")
+
+    def _unexpected(self, response: requests.Response, path: str) -> InstanceError:
+        code = response.status_code
+        return self._fail(f"HTTP_{code}", f"{path} answered {code}: {excerpt(response)}")
+
+    def _call(
+        self, method: str, path: str, accept: Collection[int] = (200,), **kwargs: Any
+    ) -> requests.Response:
+        """A request that needs a session: log in first if needed, and again once on 403."""
+        if not self._logged_in:
+            self._login()
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 403:
+            self._logged_in = False
+            self._login()
+            response = self._send(method, path, **kwargs)
+        if response.status_code in accept:
+            return response
+        if response.status_code == 403:
+            self._logged_in = False
+        raise self._unexpected(response, path)
+
+    def _login(self) -> None:
+        """Post the credentials, unless the back-off forbids it; raise on any failure."""
+        self._check_backoff()
+        self._logged_in = False
+        form = {"username": self.username, "password": self._password}
+        response = self._send("POST", "auth/login", data=form)
+        code, body = response.status_code, response.text.strip()
+        if code == 204 or (code == 200 and body == "Ok."):
+            self._logged_in = True
+            self._failures = 0
+            self._blocked_until = None
+        elif code == 401 or (code == 200 and body == "Fails."):
+            raise self._refused("AUTH_FAILED", "qBittorrent refused the username or password")
+        elif code == 403:
+            reason = excerpt(response).rstrip(".") or "403 Forbidden"
+            raise self._refused("BANNED", f"qBittorrent refuses logins from here: {reason}")
+        elif code == 200:
+            raise self._fail("UNKNOWN", f"unexpected login answer: {excerpt(response)}")
+        else:
+            raise self._unexpected(response, "auth/login")
+
+    def _check_backoff(self) -> None:
+        """Raise, without sending anything, while a login back-off is running."""
+        until = self.login_blocked_until
+        if until is None:
+            return
+        wait = until - self._clock()
+        raise self._fail(
+            self._block_status,
+            f"{self._block_detail}; no new login attempt for another {wait:.0f} s",
+        )
+
+    def _refused(self, status: str, detail: str) -> InstanceError:
+        """Start (or lengthen) the back-off after a refused login."""
+        delay = min(BACKOFF_FIRST * 2**self._failures, BACKOFF_MAX)
+        self._failures += 1
+        self._blocked_until = self._clock() + delay
+        self._block_status = status
+        self._block_detail = detail
+        return self._fail(status, f"{detail}; next login attempt in {delay:.0f} s")
+
+    def _add_answer(self, response: requests.Response, what: str) -> AddAnswer:
+        """Read what ``torrents/add`` answered."""
+        code = response.status_code
+        if code == 415:
+            raise ItemRejected("INVALID_TORRENT", f"{what}: {excerpt(response)}")
+        if code == 409:
+            return AddAnswer(accepted=False)
+        if code == 204:
+            return AddAnswer(accepted=True)
+        body = response.text.strip()
+        if body in ("Ok.", "Fails."):
+            return AddAnswer(accepted=body == "Ok.")
+        return self._json_add_answer(response)
+
+    def _json_add_answer(self, response: requests.Response) -> AddAnswer:
+        """Read a 5.2+ JSON answer of ``torrents/add``."""
+        data = self._json(response, "torrents/add")
+        if not isinstance(data, dict):
+            raise self._fail("UNKNOWN", f"torrents/add answered: {excerpt(response)}")
+        counts = [data.get(k) for k in ("success_count", "pending_count")]
+        accepted = any(isinstance(n, int) and n > 0 for n in counts)
+        raw_ids = data.get("added_torrent_ids") or []
+        ids = tuple(str(i).lower() for i in raw_ids) if isinstance(raw_ids, list) else ()
+        return AddAnswer(accepted=accepted or bool(ids), added_ids=ids)
+
+    def _torrent_list(self, response: requests.Response) -> list[dict[str, Any]]:
+        """The list of objects ``torrents/info`` answered."""
+        data = self._json(response, "torrents/info")
+        if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+            raise self._fail("UNKNOWN", f"torrents/info answered: {excerpt(response)}")
+        return data
+
+    def _json(self, response: requests.Response, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._fail("UNKNOWN", f"{path} answered no JSON: {excerpt(response)}") from None

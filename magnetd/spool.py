@@ -1,0 +1,146 @@
+"""Durable file moves: inbox → ``sent/`` or ``failed/``, never overwriting, never half-done.
+
+Every move is a rename on one file system. Whole-file writes go to a hidden
+temporary file, are fsynced, then renamed into place. Directories touched by
+a batch are fsynced once, at :meth:`Spool.flush`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path, PurePath
+from typing import Any
+
+from magnetd.config import Folders
+from magnetd.model import LineError
+
+ERROR_SUFFIX = ".error.json"
+
+
+def ensure_folders(folders: Folders) -> None:
+    """Create every configured folder that is missing."""
+    for path in folders.all():
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries durable (POSIX only; a no-op elsewhere)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file, fsynced then renamed."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def free_name(directory: Path, name: str) -> Path:
+    """``directory/name``, or ``stem.N.suffix`` with the lowest N that is free."""
+    candidate = directory / name
+    suffix = "".join(PurePath(name).suffixes[-1:])
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    number = 1
+    while candidate.exists() or candidate.is_symlink() or _error_file(candidate).exists():
+        number += 1
+        candidate = directory / f"{stem}.{number}{suffix}"
+    return candidate
+
+
+def _error_file(path: Path) -> Path:
+    return path.with_name(path.name + ERROR_SUFFIX)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Spool:
+    """Moves files out of the inbox for the one thread that owns the inbox."""
+
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
+        self._dirty: set[Path] = set()
+
+    def relative(self, path: Path) -> PurePath:
+        """``path`` relative to the inbox (its sub-folder is kept in sent/ and failed/)."""
+        return path.relative_to(self.folders.inbox)
+
+    def _target(self, root: Path, rel: PurePath) -> Path:
+        directory = root / rel.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        return free_name(directory, rel.name)
+
+    def _rename(self, source: Path, target: Path) -> None:
+        os.rename(source, target)
+        self._dirty.update({source.parent, target.parent})
+
+    def sent(self, path: Path) -> Path:
+        """Move a fully sent file to ``sent/``; return where it went."""
+        target = self._target(self.folders.sent, self.relative(path))
+        self._rename(path, target)
+        return target
+
+    def failed(self, path: Path, record: dict[str, Any], data: bytes | None = None) -> Path:
+        """Put a file in ``failed/`` with ``<name>.error.json`` beside it.
+
+        With ``data``, that content is written there and the inbox file is left
+        for the caller (a partial file); otherwise the inbox file itself moves.
+        The error record is written first so a file in ``failed/`` always has one.
+        """
+        target = self._target(self.folders.failed, self.relative(path))
+        payload = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        write_atomic(_error_file(target), payload)
+        if data is None:
+            self._rename(path, target)
+        else:
+            write_atomic(target, data)
+            self._dirty.add(target.parent)
+        return target
+
+    def rewrite(self, path: Path, data: bytes) -> None:
+        """Replace an inbox file's content atomically (the unsent rest of a queue file)."""
+        write_atomic(path, data)
+        self._dirty.add(path.parent)
+
+    def flush(self) -> None:
+        """fsync every directory changed since the last flush."""
+        dirty, self._dirty = self._dirty, set()
+        for directory in dirty:
+            with contextlib.suppress(OSError):  # a vanished sub-folder has nothing left to sync
+                fsync_dir(directory)
+
+
+def error_record(
+    reason: str,
+    detail: str,
+    instance: str | None = None,
+    lines: Iterable[LineError] = (),
+) -> dict[str, Any]:
+    """The ``.error.json`` content: machine-readable reason, human detail, per-line reasons."""
+    return {
+        "reason": reason,
+        "detail": detail,
+        "failed_at": now_iso(),
+        "instance": instance,
+        "lines": [{k: v for k, v in asdict(line).items() if k != "text" or v} for line in lines],
+    }

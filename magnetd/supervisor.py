@@ -1,0 +1,334 @@
+"""The main loop: one thread owns the inbox, every send and every file move.
+
+Other threads only report: the watcher queues paths, the prober updates
+:class:`Health` and wakes the loop, signal handlers set a flag and wake it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from magnetd import logs, status
+from magnetd.config import Config, ConfigError, load
+from magnetd.dispatch import BATCH_ENTRIES, Counters, Dispatcher, Job
+from magnetd.health import Health, Prober, VpnGate
+from magnetd.inbox import Inbox
+from magnetd.qbittorrent import Client
+from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso
+from magnetd.systemd import Notifier
+from magnetd.watcher import Seen, Watcher, scan
+
+WAKE = object()
+IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
+
+log = logs.get("magnetd")
+
+
+def count_files(root: Path) -> int:
+    """Files below ``root``, not counting ``.error.json`` records."""
+    total = 0
+    for _dirpath, _dirs, files in os.walk(root):
+        total += sum(1 for name in files if not name.endswith(ERROR_SUFFIX) and not name.startswith("."))
+    return total
+
+
+class Parts:
+    """Everything built from one config: clients, health, prober, dispatcher."""
+
+    def __init__(self, config: Config, inbox: Inbox, counters: Counters, wake: Callable[[], None]) -> None:
+        self.config = config
+        self.clients = {
+            i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
+            for i in config.instances
+        }
+        self.gate = VpnGate(config.vpn) if config.vpn else None
+        self.health = Health(config.instances, config.vpn, wake)
+        self.prober = self._prober()
+        self.spool = Spool(config.folders)
+        self.dispatcher = Dispatcher(
+            config, self.clients, self.health, self.gate, self.spool, inbox, counters
+        )
+
+    def _prober(self) -> Prober:
+        c = self.config
+        return Prober(c.instances, self.clients, self.health, self.gate, c.probe_interval)
+
+    def restart_prober(self) -> None:
+        self.prober = self._prober()
+        self.prober.start()
+
+    def close(self) -> None:
+        self.prober.stop()
+        for client in self.clients.values():
+            client.close()
+
+
+class Supervisor:
+    """Runs magnetd until :meth:`request_stop`."""
+
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.counters = Counters()
+        self.inbox = Inbox(config.folders.inbox)
+        self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
+        self.parts = Parts(config, self.inbox, self.counters, self.wake)
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._next_rescan = 0.0
+        self._next_snapshot = 0.0
+        self._started_at = now_iso()
+        self._held = False
+
+    # -- called from other threads or signal handlers: set a flag, wake the loop ------------
+
+    def wake(self) -> None:
+        self.events.put(WAKE)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.events.put(WAKE)
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self.events.put(WAKE)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start every part, loop until stopped, stop every part; returns the exit code."""
+        self._start()
+        try:
+            while not self._stop.is_set():
+                self._wait_for_events()
+                if self._stop.is_set():
+                    break
+                if self._reload.is_set():
+                    self._do_reload()
+                self._keep_parts_alive()
+                self._tick()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
+        cfg = self.config
+        ensure_folders(cfg.folders)
+        for warning in cfg.warnings:
+            log.warning("config_warning", detail=warning)
+        self._start_watcher()
+        self.counters.sent = count_files(cfg.folders.sent)
+        self.counters.failed = count_files(cfg.folders.failed)
+        self.parts.prober.round()
+        self.parts.prober.start()
+        self._rescan()
+        log.info(
+            "daemon_started",
+            config=str(cfg.path),
+            inbox=str(cfg.folders.inbox),
+            waiting=len(self.inbox),
+            polling=self.watcher.polling,
+            pid=os.getpid(),
+            instances=[i.name for i in cfg.instances],
+        )
+        self.notifier.ready(self._status_line())
+
+    def _start_watcher(self) -> None:
+        try:
+            self.watcher.start()
+        except OSError as exc:
+            log.error(
+                "watcher_failed",
+                inbox=str(self.config.folders.inbox),
+                error=str(exc),
+                hint="check the inbox folder exists and is readable; retrying",
+            )
+
+    def _wait_for_events(self) -> None:
+        """Block until something happens or the next timer is due, then take every event."""
+        timeout = max(0.0, min(self._next_deadline() - time.monotonic(), IDLE_TICK))
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._take(event)
+        for _ in range(100_000):
+            try:
+                self._take(self.events.get_nowait())
+            except queue.Empty:
+                break
+
+    def _take(self, event: Any) -> None:
+        if isinstance(event, Seen):
+            if event.how == "dir":
+                for path in scan(event.path):  # a folder moved in brings files without events
+                    self.inbox.note(Seen(path, "moved"))
+            elif event.how == "error":
+                self._next_rescan = 0.0
+            else:
+                self.inbox.note(event)
+
+    def _next_deadline(self) -> float:
+        deadlines = [self._next_rescan, self._next_snapshot]
+        due = self.inbox.next_due()
+        if due is not None and not self._held:
+            deadlines.append(due)
+        watchdog = self.notifier.next_watchdog()
+        if watchdog is not None:
+            deadlines.append(watchdog)
+        return min(deadlines)
+
+    def _keep_parts_alive(self) -> None:
+        if not self.watcher.alive():
+            log.error("watcher_died", inbox=str(self.config.folders.inbox), action="restarting")
+            self._start_watcher()
+            self._next_rescan = 0.0
+        if not self.parts.prober.is_alive():
+            log.error("prober_died", action="restarting")
+            self.parts.restart_prober()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_rescan:
+            self._rescan()
+        self._drain()
+        if time.monotonic() >= self._next_snapshot:
+            self._snapshot()
+        self.notifier.watchdog(time.monotonic())
+
+    def _rescan(self) -> None:
+        for path in scan(self.config.folders.inbox):
+            self.inbox.note(Seen(path, "scan"))
+        self._next_rescan = time.monotonic() + self.config.watch.rescan_interval
+
+    def _drain(self) -> None:
+        """Send every due file, oldest first, batch by batch, while an instance takes them."""
+        dispatcher = self.parts.dispatcher
+        usable = bool(self.parts.health.usable())
+        if not usable:
+            if len(self.inbox) and not self._held:
+                log.warning(
+                    "files_held",
+                    files=len(self.inbox),
+                    reason="no healthy instance",
+                    instances=self.parts.health.summary(),
+                )
+            self._held = bool(len(self.inbox))
+            return
+        if self._held:
+            log.info("drain_started", files=len(self.inbox))
+        self._held = False
+        batch: list[Job] = []
+        entries = 0
+        for waiting in self.inbox.due():
+            if self._stop.is_set():
+                return
+            job = dispatcher.load(waiting)
+            if job is None:
+                continue
+            batch.append(job)
+            entries += len(job.item.entries)
+            if entries >= BATCH_ENTRIES:
+                if not self._send(batch):
+                    return
+                batch, entries = [], 0
+        if batch:
+            self._send(batch)
+        self.parts.spool.flush()
+
+    def _send(self, batch: list[Job]) -> bool:
+        sent = self.parts.dispatcher.send(batch)
+        self.parts.spool.flush()
+        self._held = not sent
+        now = time.monotonic()
+        self.notifier.watchdog(now)
+        if now >= self._next_snapshot:
+            self._snapshot()
+        return sent
+
+    # -- status, reload, shutdown ------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        waiting = len(self.inbox)
+        held = " (held)" if self._held else ""
+        return f"{waiting} waiting{held} · {self.parts.health.summary()}"
+
+    def snapshot(self) -> status.Snapshot:
+        oldest = self.inbox.oldest()
+        health = self.parts.health
+        return status.Snapshot(
+            pid=os.getpid(),
+            started_at=self._started_at,
+            probe_interval=self.config.probe_interval,
+            vpn=health.vpn_view(),
+            instances=health.views(),
+            inbox=len(self.inbox),
+            held=len(self.inbox) if self._held else 0,
+            oldest_waiting=str(self.parts.spool.relative(oldest.path)) if oldest else None,
+            oldest_waiting_age=round(time.time() - oldest.first_seen_wall, 1) if oldest else None,
+            sent=self.counters.sent,
+            failed=self.counters.failed,
+        )
+
+    def _snapshot(self) -> None:
+        try:
+            status.write(self.config.folders.state, self.snapshot())
+        except OSError as exc:
+            log.error("status_write_failed", error=str(exc), state=str(self.config.folders.state))
+        self.notifier.status(self._status_line())
+        self._next_snapshot = time.monotonic() + min(self.config.probe_interval, IDLE_TICK)
+
+    def _do_reload(self) -> None:
+        self._reload.clear()
+        self.notifier.reloading()
+        try:
+            config = load(self.config.path)
+        except ConfigError as exc:
+            log.error(
+                "config_reload_failed",
+                config=str(exc.path),
+                problems=[str(p) for p in exc.problems],
+                action="keeping the running config",
+            )
+            self.notifier.ready(self._status_line())
+            return
+        logs.register_secrets(i.password for i in config.instances)
+        self.parts.close()
+        if config.folders != self.config.folders:
+            self.watcher.stop()
+            self.inbox = Inbox(config.folders.inbox)
+            self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
+            ensure_folders(config.folders)
+            self._start_watcher()
+            self._next_rescan = 0.0
+        self.config = config
+        self.parts = Parts(config, self.inbox, self.counters, self.wake)
+        self.parts.prober.round()
+        self.parts.prober.start()
+        log.info("config_reloaded", config=str(config.path))
+        self.notifier.ready(self._status_line())
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        self.watcher.stop()
+        self.parts.close()
+        self.parts.spool.flush()
+        self._snapshot_final()
+        log.info(
+            "daemon_stopped", waiting=len(self.inbox), sent=self.counters.sent, failed=self.counters.failed
+        )
+
+    def _snapshot_final(self) -> None:
+        snap = self.snapshot()
+        snap.pid = 0  # nobody runs any more: `magnetd status` says so at once
+        try:
+            status.write(self.config.folders.state, snap)
+        except OSError as exc:
+            log.error("status_write_failed", error=str(exc))

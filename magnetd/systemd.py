@@ -1,0 +1,70 @@
+"""sd_notify in a few lines: a datagram to ``$NOTIFY_SOCKET``; silent outside systemd, never raises."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+
+class Notifier:
+    """Sends READY/STATUS/WATCHDOG/RELOADING/STOPPING to systemd when it listens."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        address = env.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.watchdog_interval = _watchdog_interval(env)
+        self._next_watchdog = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    def send(self, *fields: str) -> bool:
+        """Send ``fields`` (``KEY=value``) as one message; False when it could not be sent."""
+        if not self.address:
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(self.address)
+                sock.sendall("\n".join(fields).encode("utf-8"))
+        except OSError:
+            return False
+        return True
+
+    def ready(self, status: str) -> None:
+        self.send("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        self.send(f"STATUS={status}")
+
+    def reloading(self) -> None:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1")
+
+    def watchdog(self, now: float) -> None:
+        """Pet the watchdog if half its interval has passed since the last time."""
+        if self.watchdog_interval is None or now < self._next_watchdog:
+            return
+        self._next_watchdog = now + self.watchdog_interval / 2
+        self.send("WATCHDOG=1")
+
+    def next_watchdog(self) -> float | None:
+        """When :meth:`watchdog` next wants to run (monotonic), or None."""
+        return None if self.watchdog_interval is None else self._next_watchdog
+
+
+def _watchdog_interval(env: dict[str, str]) -> float | None:
+    """Seconds of ``$WATCHDOG_USEC``, if it is meant for this process."""
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = env.get("WATCHDOG_PID")
+    if usec <= 0 or (pid and pid != str(os.getpid())):
+        return None
+    return usec / 1_000_000

@@ -1,0 +1,109 @@
+"""`magnetd check-config` names every problem with its key, and resolves paths next to the config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from magnetd import config
+from magnetd.cli import EXIT_CONFIG, main
+
+GOOD = """
+folders: {inbox: ./in, sent: ./out/sent, failed: ./out/failed}
+instances:
+  - {name: a, url: "http://127.0.0.1:1/", username: admin, password_env: MAGNETD_TEST_PW}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "magnetd.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_config_resolves_relative_paths(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, GOOD), {"MAGNETD_TEST_PW": "s3cret"})
+    assert cfg.folders.inbox == tmp_path / "in"
+    assert cfg.folders.state == tmp_path / "state"
+    assert cfg.instances[0].password == "s3cret"
+    assert "s3cret" not in repr(cfg)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+folders: {inbox: ./in, sent: ./in/sent}
+probe_intervl: 3
+probe_interval: 0
+instances:
+  - {name: a, url: "ftp://x", username: u, password: p, password_env: P}
+  - {name: a, url: "http://x", username: u, requires_vpn: maybe}
+""",
+    )
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, {})
+    keys = {p.key for p in caught.value.problems}
+    assert {
+        "probe_intervl",
+        "probe_interval",
+        "folders.failed",
+        "instances[0].url",
+        "instances[0].password",
+        "instances[1].name",
+        "instances[1].requires_vpn",
+        "instances[1].password",
+    } <= keys
+    typo = next(p for p in caught.value.problems if p.key == "probe_intervl")
+    assert "probe_interval" in typo.hint
+
+
+def test_nested_folders_and_missing_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+folders: {inbox: ./in, sent: ./in/sent, failed: ./failed}
+instances:
+  - {name: a, url: "http://x", username: u, password_file: ./nope}
+  - {name: b, url: "http://x", username: u, password_env: NOT_SET_ANYWHERE}
+""",
+    )
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, {})
+    keys = {p.key for p in caught.value.problems}
+    assert keys == {"folders.sent", "instances[0].password_file", "instances[1].password_env"}
+
+
+def test_check_config_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, GOOD.replace("probe", "x") + "probe_intervall: 5\n")
+    assert main(["check-config", "--config", str(bad)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "probe_intervall" in err and "did you mean 'probe_interval'" in err
+
+
+def test_check_config_as_a_subprocess(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    ok = subprocess.run(
+        [sys.executable, "-m", "magnetd", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={"MAGNETD_TEST_PW": "x"},
+    )
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "magnetd", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={},
+    )
+    assert missing.returncode == EXIT_CONFIG
+    assert "instances[0].password_env" in missing.stderr
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "magnetd.yaml.example"
+    cfg = config.load(example, {"QBT_PASSWORD": "x"})
+    assert cfg.folders.inbox == example.parent / "magnetd-data" / "inbox"
