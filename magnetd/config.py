@@ -109,6 +109,7 @@ class Config:
     vpn: Vpn | None = None
     defaults: Defaults = Defaults()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    batch_size: int = 1000
     watch: Watch = Watch()
     warnings: tuple[str, ...] = ()
 
@@ -333,6 +334,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Confi
             paused=defaults.get("paused"),
         ),
         max_file_bytes=int(raw.get("limits", {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
+        batch_size=int(raw.get("limits", {}).get("batch_size", 1000)),
         watch=Watch(
             polling=str(watch.get("polling", "auto")).lower(),
             rescan_interval=float(watch.get("rescan_interval", 30.0)),

@@ -22,7 +22,6 @@ from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
 from magnetd.qbittorrent import Client, InstanceError, ItemRejected
 from magnetd.spool import Spool, error_record
 
-BATCH_ENTRIES = 1000
 MAX_ATTEMPTS = 3
 VERIFY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
 VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
@@ -179,8 +178,8 @@ class Dispatcher:
         refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
         accepted = False
         for options, entries in groups.items():
-            for start in range(0, len(entries), BATCH_ENTRIES):
-                chunk = entries[start : start + BATCH_ENTRIES]
+            for start in range(0, len(entries), self.config.batch_size):
+                chunk = entries[start : start + self.config.batch_size]
                 answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
                 accepted |= answer.accepted
                 verdict.present.update(answer.added_ids)
@@ -341,4 +340,4 @@ def _upload_name(entry: Entry) -> str:
     return f"{entry.torrent_id}.torrent"
 
 
-__all__ = ["BATCH_ENTRIES", "OK", "Counters", "Dispatcher", "Job", "options_for"]
+__all__ = ["OK", "Counters", "Dispatcher", "Job", "options_for"]

@@ -298,8 +298,14 @@ class Client:
             self._logged_in = True
             self._failures = 0
             self._blocked_until = None
-        elif code == 401 or (code == 200 and body == "Fails."):
+        elif code == 200 and body == "Fails.":
             raise self._refused("AUTH_FAILED", "qBittorrent refused the username or password")
+        elif code == 401:
+            detail = (
+                "qBittorrent answered 401: a wrong username or password, or (before 5.2) a Host"
+                " header it does not accept (reverse proxy or port mapping)"
+            )
+            raise self._refused("AUTH_FAILED", detail)
         elif code == 403:
             reason = excerpt(response).rstrip(".") or "403 Forbidden"
             raise self._refused("BANNED", f"qBittorrent refuses logins from here: {reason}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from magnetd import logs, status
 from magnetd.config import Config, ConfigError, load
-from magnetd.dispatch import BATCH_ENTRIES, Counters, Dispatcher, Job
+from magnetd.dispatch import Counters, Dispatcher, Job
 from magnetd.health import Health, Prober, VpnGate
 from magnetd.inbox import Inbox
 from magnetd.qbittorrent import Client
@@ -235,7 +235,7 @@ class Supervisor:
                 continue
             batch.append(job)
             entries += len(job.item.entries)
-            if entries >= BATCH_ENTRIES:
+            if entries >= self.config.batch_size:
                 if not self._send(batch):
                     return
                 batch, entries = [], 0

@@ -42,7 +42,9 @@ def password_pbkdf2(password: str) -> str:
     return f'"@ByteArray({salt64}:{key64})"'
 
 
-def profile_config(web_port: int, bt_port: int, username: str, password: str) -> str:
+def profile_config(
+    web_port: int, bt_port: int, username: str, password: str, host_header_validation: bool = True
+) -> str:
     """The ``qBittorrent.conf`` of a test instance that talks to nothing but loopback."""
     return f"""\
 [LegalNotice]
@@ -68,7 +70,7 @@ WebUI\\Username={username}
 WebUI\\Password_PBKDF2={password_pbkdf2(password)}
 WebUI\\LocalHostAuth=true
 WebUI\\CSRFProtection=true
-WebUI\\HostHeaderValidation=true
+WebUI\\HostHeaderValidation={str(host_header_validation).lower()}
 WebUI\\UseUPnP=false
 General\\Locale=en
 Connection\\UPnP=false
@@ -140,12 +142,14 @@ class Qbt:
         password: str = "magnetd-test-pass",
         *,
         program: str = PROGRAM,
+        host_header_validation: bool = True,
     ) -> None:
         self.root = Path(root)
         self.port = port or free_port()
         self.username = username
         self.password = password
         self.program = program
+        self.host_header_validation = host_header_validation  # off when reached through a relay
         self.url = f"http://127.0.0.1:{self.port}/"
         self.config_file = self.root / "qBittorrent" / "config" / "qBittorrent.conf"
         self.log_file = self.root / "qBittorrent" / "data" / "logs" / "qbittorrent.log"
@@ -170,7 +174,7 @@ class Qbt:
         while bt_port == self.port:
             bt_port = free_port()
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        text = profile_config(self.port, bt_port, self.username, self.password)
+        text = profile_config(self.port, bt_port, self.username, self.password, self.host_header_validation)
         self.config_file.write_text(text, encoding="utf-8")
 
     def environment(self) -> dict[str, str]:
