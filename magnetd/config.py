@@ -110,6 +110,7 @@ class Config:
     defaults: Defaults = Defaults()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     batch_size: int = 1000
+    sent_days: float | None = None
     watch: Watch = Watch()
     warnings: tuple[str, ...] = ()
 
@@ -319,8 +320,9 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Confi
             )
         )
     vpn = raw.get("vpn")
-    defaults = raw.get("defaults", {})
-    watch = raw.get("watch", {})
+    defaults = raw.get("defaults") or {}
+    watch = raw.get("watch") or {}
+    limits = raw.get("limits") or {}
     return Config(
         path=path,
         folders=_folders(raw, base),
@@ -333,8 +335,9 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Confi
             tags=tuple(defaults.get("tags", ())),
             paused=defaults.get("paused"),
         ),
-        max_file_bytes=int(raw.get("limits", {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
-        batch_size=int(raw.get("limits", {}).get("batch_size", 1000)),
+        max_file_bytes=int(limits.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
+        batch_size=int(limits.get("batch_size", 1000)),
+        sent_days=(raw.get("retention") or {}).get("sent_days"),
         watch=Watch(
             polling=str(watch.get("polling", "auto")).lower(),
             rescan_interval=float(watch.get("rescan_interval", 30.0)),

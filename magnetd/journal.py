@@ -19,6 +19,14 @@ from typing import Any, TextIO
 
 import structlog
 
+_sendv: Any = None
+try:
+    from systemd import journal as _systemd_journal
+
+    _sendv = _systemd_journal.sendv
+except ImportError:  # the optional `systemd` extra is not installed: speak the protocol directly
+    pass
+
 SOCKET = "/run/systemd/journal/socket"
 PRIORITIES = {"debug": 7, "info": 6, "warning": 5, "warn": 5, "error": 3, "critical": 2, "exception": 3}
 _BAD_CHARS = re.compile(r"[^A-Z0-9_]")
@@ -87,11 +95,18 @@ class JournalRenderer:
 
     def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> str:
         event.pop("timestamp", None)  # journald stamps entries itself
-        if self._send(encode(fields(event))):
+        if self._send(list(fields(event))):
             raise structlog.DropEvent
         return json.dumps(dict(event), default=str)
 
-    def _send(self, datagram: bytes) -> bool:
+    def _send(self, pairs: list[tuple[str, str]]) -> bool:
+        if _sendv is not None and self.path == SOCKET:
+            try:
+                _sendv(*(f"{key}={value}" for key, value in pairs))
+            except (OSError, ValueError):
+                return False
+            return True
+        datagram = encode(iter(pairs))
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

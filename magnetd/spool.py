@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path, PurePath
@@ -128,6 +129,25 @@ class Spool:
         for directory in dirty:
             with contextlib.suppress(OSError):  # a vanished sub-folder has nothing left to sync
                 fsync_dir(directory)
+
+
+def prune(root: Path, days: float, now: float | None = None) -> int:
+    """Delete files below ``root`` sent more than ``days`` ago; return how many.
+
+    A rename into ``sent/`` updates the inode change time, so ``ctime`` is when
+    the file was sent (``mtime`` is when its producer wrote it).
+    """
+    limit = (time.time() if now is None else now) - days * 86400
+    removed = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if max(info.st_mtime, info.st_ctime) < limit:
+                    path.unlink()
+                    removed += 1
+    return removed
 
 
 def error_record(

@@ -20,12 +20,13 @@ from magnetd.dispatch import Counters, Dispatcher, Job
 from magnetd.health import Health, Prober, VpnGate
 from magnetd.inbox import Inbox
 from magnetd.qbittorrent import Client
-from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso
+from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso, prune
 from magnetd.systemd import Notifier
 from magnetd.watcher import Seen, Watcher, scan
 
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
+PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/
 
 log = logs.get("magnetd")
 
@@ -84,6 +85,7 @@ class Supervisor:
         self._reload = threading.Event()
         self._next_rescan = 0.0
         self._next_snapshot = 0.0
+        self._next_prune = 0.0
         self._started_at = now_iso()
         self._held = False
 
@@ -198,10 +200,23 @@ class Supervisor:
         now = time.monotonic()
         if now >= self._next_rescan:
             self._rescan()
+        if now >= self._next_prune:
+            self._prune()
         self._drain()
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
         self.notifier.watchdog(time.monotonic())
+
+    def _prune(self) -> None:
+        """Apply ``retention.sent_days`` to ``sent/``."""
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        days = self.config.sent_days
+        if days is None:
+            return
+        removed = prune(self.config.folders.sent, days)
+        if removed:
+            self.counters.sent = max(0, self.counters.sent - removed)
+            log.info("sent_pruned", removed=removed, older_than_days=days)
 
     def _rescan(self) -> None:
         for path in scan(self.config.folders.inbox):

@@ -1,10 +1,24 @@
-"""sd_notify in a few lines: a datagram to ``$NOTIFY_SOCKET``; silent outside systemd, never raises."""
+"""sd_notify in a few lines: a datagram to ``$NOTIFY_SOCKET``; silent outside systemd, never raises.
+
+``systemd-python``'s ``daemon.notify`` is used where it is installed (the
+``systemd`` extra); the standard-library datagram is the fallback.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+from collections.abc import Callable
+from typing import Any
+
+_native_notify: Callable[..., Any] | None = None
+try:
+    from systemd import daemon as _systemd_daemon
+
+    _native_notify = _systemd_daemon.notify
+except ImportError:  # the optional `systemd` extra is not installed: use the datagram below
+    pass
 
 
 class Notifier:
@@ -12,6 +26,7 @@ class Notifier:
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         env = dict(os.environ if environ is None else environ)
+        self._native = _native_notify if environ is None else None  # it reads os.environ itself
         address = env.get("NOTIFY_SOCKET", "")
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self.watchdog_interval = _watchdog_interval(env)
@@ -25,6 +40,11 @@ class Notifier:
         """Send ``fields`` (``KEY=value``) as one message; False when it could not be sent."""
         if not self.address:
             return False
+        if self._native is not None:
+            try:
+                return bool(self._native("\n".join(fields)))
+            except Exception:
+                pass
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.connect(self.address)

@@ -79,6 +79,7 @@ class Daemon:
         root.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
+        self.start_args = ["--log-target", "json"]
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another ``magnetd`` sub-command against this config."""
@@ -100,8 +101,7 @@ class Daemon:
                 "run",
                 "--config",
                 str(self.config_path),
-                "--log-target",
-                "json",
+                *self.start_args,
             ],
             env=self.env,
             stdout=log,
@@ -110,8 +110,18 @@ class Daemon:
         )
         log.close()
         if wait:
-            wait_for(lambda: self.events("daemon_started"), 30, "daemon_started")
+            wait_for(self.started, 30, "the daemon to start")
         return self
+
+    def started(self) -> bool:
+        """True once this process logged ``daemon_started`` or wrote its status snapshot."""
+        if self.events("daemon_started"):
+            return True
+        try:
+            snapshot = json.loads((self.state / "status.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return self.process is not None and snapshot.get("pid") == self.process.pid
 
     def stop(self) -> int:
         """SIGTERM and wait; returns the exit code."""

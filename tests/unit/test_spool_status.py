@@ -1,0 +1,107 @@
+"""Durable moves, collision-safe names, retention, the status snapshot and sd_notify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from magnetd import status
+from magnetd.config import Folders
+from magnetd.model import LineError
+from magnetd.spool import Spool, error_record, free_name, prune
+from magnetd.systemd import Notifier
+
+
+def folders(tmp_path: Path) -> Folders:
+    made = Folders(tmp_path / "in", tmp_path / "sent", tmp_path / "failed", tmp_path / "state")
+    for path in made.all():
+        path.mkdir()
+    return made
+
+
+def test_moves_never_overwrite(tmp_path: Path) -> None:
+    f = folders(tmp_path)
+    spool = Spool(f)
+    for content in ("one", "two", "three"):
+        (f.inbox / "sub").mkdir(exist_ok=True)
+        (f.inbox / "sub" / "x.magnet").write_text(content)
+        spool.sent(f.inbox / "sub" / "x.magnet")
+    spool.flush()
+    names = sorted(p.name for p in (f.sent / "sub").iterdir())
+    assert names == ["x.2.magnet", "x.3.magnet", "x.magnet"]
+    assert (f.sent / "sub" / "x.magnet").read_text() == "one"
+    assert free_name(f.sent / "sub", "x.magnet").name == "x.4.magnet"
+
+
+def test_failed_writes_the_record_first_and_partial_leaves_the_inbox_file(tmp_path: Path) -> None:
+    f = folders(tmp_path)
+    spool = Spool(f)
+    (f.inbox / "q.json").write_text("{}")
+    record = error_record("bad_hash", "line 2", "local", [LineError(2, "bad_hash", "short", "abc")])
+    spool.failed(f.inbox / "q.json", record, data=b'["abc"]')
+    assert (f.inbox / "q.json").exists()
+    saved = json.loads((f.failed / "q.json.error.json").read_text())
+    assert saved["reason"] == "bad_hash" and saved["lines"][0] == {
+        "line": 2,
+        "reason": "bad_hash",
+        "detail": "short",
+        "text": "abc",
+    }
+    assert saved["failed_at"].endswith("Z")
+    spool.failed(f.inbox / "q.json", error_record("x", "y"))
+    assert not (f.inbox / "q.json").exists()
+    assert (f.failed / "q.2.json.error.json").exists()
+
+
+def test_prune_removes_only_old_files(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.magnet", tmp_path / "new.magnet"
+    old.write_text("x")
+    new.write_text("y")
+    assert prune(tmp_path, days=1, now=time.time() + 2 * 86400) == 2
+    new.write_text("y")
+    assert prune(tmp_path, days=1) == 0 and new.exists()
+
+
+def test_status_snapshot_roundtrip_and_staleness(tmp_path: Path) -> None:
+    snap = status.Snapshot(
+        pid=os.getpid(),
+        started_at="x",
+        probe_interval=1,
+        vpn=None,
+        instances=[status.InstanceView("a", "http://x/", "AUTH_FAILED", "wrong password")],
+        inbox=3,
+        held=3,
+        oldest_waiting="a.magnet",
+        oldest_waiting_age=75,
+    )
+    status.write(tmp_path, snap)
+    data = status.read(tmp_path)
+    assert data is not None and status.is_running(data)
+    text = status.render(data)
+    assert "running" in text and "3 waiting" in text and "HELD" in text and "wrong password" in text
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert not status.is_running(data, later)
+    assert "NOT RUNNING" in status.render(data, later)
+    assert status.read(tmp_path / "nowhere") is None
+
+
+def test_notifier_speaks_to_abstract_sockets_and_paces_the_watchdog() -> None:
+    name = f"magnetd-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        server.settimeout(2)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "2000000"})
+        assert notifier.watchdog_interval == 2.0
+        notifier.ready("1 waiting")
+        assert server.recv(1024) == b"READY=1\nSTATUS=1 waiting"
+        notifier.watchdog(100.0)
+        notifier.watchdog(100.5)  # too soon: nothing sent
+        notifier.watchdog(101.0)
+        assert server.recv(1024) == b"WATCHDOG=1"
+        assert server.recv(1024) == b"WATCHDOG=1"
+    assert not Notifier({}).send("READY=1")
+    assert Notifier({"WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}).watchdog_interval is None
