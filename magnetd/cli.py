@@ -89,12 +89,20 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
 
     logs.setup(target, level)
     logs.register_secrets(i.password for i in cfg.instances)
-    supervisor = Supervisor(cfg)
+    try:
+        supervisor = Supervisor(cfg)
+    except Exception as exc:
+        logs.get().critical("daemon_failed", error=repr(exc))
+        return EXIT_ERROR
     signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: supervisor.request_reload())
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    except Exception as exc:
+        logs.get().critical("daemon_failed", error=repr(exc))
+        return EXIT_ERROR
 
 
 def show_status(cfg: configuration.Config, as_json: bool) -> int:

@@ -112,14 +112,16 @@ class Dispatcher:
             self._fail(waiting, rel, exc.reason, exc.detail, exc.lines)
             return None
         except OSError as exc:
-            self._trouble(waiting, rel, "unreadable", f"cannot read: {exc.strerror or exc}", 5)
+            self.trouble(waiting, rel, "unreadable", f"cannot read: {exc.strerror or exc}", 5)
             return None
         except Exception as exc:
-            self._trouble(waiting, rel, "internal_error", repr(exc), MAX_ATTEMPTS)
+            self.trouble(waiting, rel, "internal_error", repr(exc), MAX_ATTEMPTS)
             return None
         return Job(waiting, rel, data, item, options_for(self.config, rel, item))
 
-    def _trouble(self, waiting: Waiting, rel: PurePath, reason: str, detail: str, limit: int) -> None:
+    def trouble(
+        self, waiting: Waiting, rel: PurePath, reason: str, detail: str, limit: int = MAX_ATTEMPTS
+    ) -> None:
         """A failure that may pass: retry with back-off, then give up to ``failed/``."""
         waiting.attempts += 1
         if waiting.attempts >= limit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import sys
@@ -67,6 +68,18 @@ def free_name(directory: Path, name: str) -> Path:
     return candidate
 
 
+def _copy_across(source: Path, target: Path) -> None:
+    """Move between file systems: a durable copy under a hidden name, renamed, then the unlink."""
+    if source.is_symlink():
+        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        os.symlink(os.readlink(source), temp)
+        os.rename(temp, target)
+    else:
+        write_atomic(target, source.read_bytes())
+    fsync_dir(target.parent)
+    source.unlink()
+
+
 def _error_file(path: Path) -> Path:
     return path.with_name(path.name + ERROR_SUFFIX)
 
@@ -92,7 +105,12 @@ class Spool:
         return free_name(directory, rel.name)
 
     def _rename(self, source: Path, target: Path) -> None:
-        os.rename(source, target)
+        try:
+            os.rename(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            _copy_across(source, target)  # sent/ or failed/ on another file system
         self._dirty.update({source.parent, target.parent})
 
     def sent(self, path: Path) -> Path:

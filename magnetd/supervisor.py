@@ -114,8 +114,12 @@ class Supervisor:
                     break
                 if self._reload.is_set():
                     self._do_reload()
-                self._keep_parts_alive()
-                self._tick()
+                try:
+                    self._keep_parts_alive()
+                    self._tick()
+                except Exception as exc:
+                    log.error("loop_error", error=repr(exc), action="continuing in 1 s")
+                    self._stop.wait(1.0)
         finally:
             self._shutdown()
         return 0
@@ -259,7 +263,15 @@ class Supervisor:
         self.parts.spool.flush()
 
     def _send(self, batch: list[Job]) -> bool:
-        sent = self.parts.dispatcher.send(batch)
+        dispatcher = self.parts.dispatcher
+        try:
+            sent = dispatcher.send(batch)
+        except Exception as exc:
+            log.error("batch_error", error=repr(exc), files=len(batch))
+            for job in batch:
+                if job.waiting.path.exists():
+                    dispatcher.trouble(job.waiting, job.rel, "internal_error", repr(exc))
+            sent = True
         self.parts.spool.flush()
         self._held = not sent
         now = time.monotonic()

@@ -107,3 +107,33 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "magnetd.yaml.example"
     cfg = config.load(example, {"QBT_PASSWORD": "x"})
     assert cfg.folders.inbox == example.parent / "magnetd-data" / "inbox"
+
+
+def test_secret_sources_and_warnings(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "qbt").write_text("from-credential\n")
+    (tmp_path / "pw").write_text("from-file\n")
+    path = write(
+        tmp_path,
+        """
+folders: {inbox: ./in, sent: ./sent, failed: ./failed}
+instances:
+  - {name: a, url: "http://x", username: u, password_credential: qbt}
+  - {name: b, url: "http://x", username: u, password_file: ./pw}
+  - {name: c, url: "https://x", username: u, password: plain-text, verify_tls: false}
+""",
+    )
+    path.chmod(0o644)
+    cfg = config.load(path, {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert [i.password for i in cfg.instances] == ["from-credential", "from-file", "plain-text"]
+    assert [i.password_source for i in cfg.instances] == ["password_credential", "password_file", "password"]
+    assert any("verify_tls is false" in w for w in cfg.warnings)
+    assert any("other users can read" in w for w in cfg.warnings)
+    path.chmod(0o600)
+    assert not any(
+        "other users can read" in w for w in config.load(path, {"CREDENTIALS_DIRECTORY": str(creds)}).warnings
+    )
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, {})
+    assert [p.key for p in caught.value.problems] == ["instances[0].password_credential"]

@@ -1,0 +1,165 @@
+"""The dispatcher's decisions, with fake instances: failover, holding, refusals, bounded retries."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import pytest
+
+from magnetd import items
+from magnetd.config import Config, Folders, Instance, Secret
+from magnetd.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
+from magnetd.health import OK, Health
+from magnetd.inbox import Inbox
+from magnetd.model import AddOptions
+from magnetd.qbittorrent import AddAnswer, InstanceError
+from magnetd.spool import Spool, ensure_folders
+from magnetd.watcher import Seen
+
+
+class FakeClient:
+    """Records adds; ``fail`` raises an instance-wide error; ``refuse`` answers "Fails."."""
+
+    def __init__(self, fail: str | None = None, refuse: bool = False, lose: bool = False) -> None:
+        self.fail, self.refuse, self.lose = fail, refuse, lose
+        self.have: set[str] = set()
+        self.adds: list[tuple[list[str], AddOptions]] = []
+
+    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
+        if self.fail:
+            raise InstanceError(self.fail, "connection dropped")
+        self.adds.append((list(uris), options))
+        if self.refuse:
+            return AddAnswer(accepted=False)
+        if not self.lose:
+            self.have.update(u.split("btih:")[1][:40].lower() for u in uris)
+        return AddAnswer(accepted=True)
+
+    def present(self, ids: Collection[str]) -> set[str]:
+        if self.fail:
+            raise InstanceError(self.fail, "connection dropped")
+        return self.have & set(ids)
+
+
+def setup(tmp_path: Path, clients: dict[str, FakeClient]) -> tuple[Dispatcher, Inbox, Config]:
+    folders = Folders(tmp_path / "in", tmp_path / "sent", tmp_path / "failed", tmp_path / "state")
+    ensure_folders(folders)
+    instances = tuple(Instance(n, f"http://{n}/", "u", Secret("p")) for n in clients)
+    config = Config(path=tmp_path / "c.yaml", folders=folders, instances=instances)
+    health = Health(instances, None)
+    for name in clients:
+        health.set_instance(name, OK)
+    inbox = Inbox(folders.inbox)
+    dispatcher = Dispatcher(
+        config,
+        clients,
+        health,
+        None,
+        Spool(folders),
+        inbox,
+        Counters(),  # type: ignore[arg-type]
+        sleep=lambda _: None,
+    )
+    return dispatcher, inbox, config
+
+
+def drop(inbox: Inbox, config: Config, name: str, text: str) -> Path:
+    path = config.folders.inbox / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    inbox.note(Seen(path, "moved"))
+    return path
+
+
+def link() -> str:
+    return f"magnet:?xt=urn:btih:{secrets.token_hex(20)}"
+
+
+def run(dispatcher: Dispatcher, inbox: Inbox) -> bool:
+    jobs = [job for w in inbox.due() if (job := dispatcher.load(w)) is not None]
+    return dispatcher.send(jobs) if jobs else True
+
+
+def test_failover_sends_the_whole_batch_to_the_next_instance(tmp_path: Path) -> None:
+    primary, secondary = FakeClient(fail="TIMEOUT"), FakeClient()
+    dispatcher, inbox, config = setup(tmp_path, {"primary": primary, "secondary": secondary})
+    drop(inbox, config, "a.magnet", link())
+    drop(inbox, config, "books/b.magnet", link())
+    assert run(dispatcher, inbox)
+    assert sorted(p.name for p in config.folders.sent.rglob("*.magnet")) == ["a.magnet", "b.magnet"]
+    assert [i.name for i in dispatcher.health.usable()] == ["secondary"]
+    categories = {options.category for _, options in secondary.adds}
+    assert categories == {None, "books"}
+
+
+def test_nothing_healthy_holds_files_untouched(tmp_path: Path) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail="UNREACHABLE")})
+    path = drop(inbox, config, "a.magnet", link())
+    assert not run(dispatcher, inbox)
+    assert path.exists() and len(inbox) == 1
+    assert list(config.folders.failed.iterdir()) == []
+
+
+def test_bad_lines_go_to_failed_and_good_ones_are_sent(tmp_path: Path) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient()})
+    good = link()
+    drop(inbox, config, "mixed.magnet", f"{good}\nnot-a-link\n")
+    assert run(dispatcher, inbox)
+    assert (config.folders.sent / "mixed.magnet").read_text() == good + "\n"
+    assert (config.folders.failed / "mixed.magnet").read_text() == "not-a-link\n"
+    assert '"line": 2' in (config.folders.failed / "mixed.magnet.error.json").read_text()
+
+
+def test_magnets_qbittorrent_refuses_fail_as_rejected(tmp_path: Path) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(refuse=True)})
+    drop(inbox, config, "refused.magnet", link())
+    assert run(dispatcher, inbox)
+    record = (config.folders.failed / "refused.magnet.error.json").read_text()
+    assert '"reason": "rejected"' in record and '"instance": "only"' in record
+
+
+def test_unlisted_adds_are_retried_then_failed_as_not_added(tmp_path: Path) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(lose=True)})
+    drop(inbox, config, "lost.magnet", link())
+    for _ in range(MAX_ATTEMPTS):
+        for waiting in inbox.due() or list(inbox._files.values()):
+            waiting.not_before = 0
+        run(dispatcher, inbox)
+    record = (config.folders.failed / "lost.magnet.error.json").read_text()
+    assert '"not_added"' in record
+
+
+def test_an_unexpected_error_becomes_internal_error_after_bounded_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient()})
+
+    def explode(name: str, data: bytes) -> items.Item:
+        raise ZeroDivisionError("parser bug")
+
+    monkeypatch.setattr(items, "parse_item", explode)
+    drop(inbox, config, "boom.magnet", link())
+    for _ in range(MAX_ATTEMPTS):
+        for waiting in list(inbox._files.values()):
+            waiting.not_before = 0
+        run(dispatcher, inbox)
+    assert '"internal_error"' in (config.folders.failed / "boom.magnet.error.json").read_text()
+
+
+def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient()})
+    drop(inbox, config, "locked.magnet", link())
+
+    def denied(*args: object, **kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("magnetd.dispatch.read", denied)
+    for attempt in range(1, 6):
+        for waiting in list(inbox._files.values()):
+            waiting.not_before = 0
+        run(dispatcher, inbox)
+        failed = (config.folders.failed / "locked.magnet.error.json").exists()
+        assert failed == (attempt == 5)
+    assert '"unreadable"' in (config.folders.failed / "locked.magnet.error.json").read_text()
