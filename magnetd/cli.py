@@ -73,9 +73,9 @@ def _dispatch(args: argparse.Namespace, path: Path) -> int:
         names = ", ".join(i.name for i in cfg.instances)
         print(f"{cfg.path}: OK ({len(cfg.instances)} instance(s): {names}; inbox {cfg.folders.inbox})")
         return EXIT_OK
-    cfg = configuration.load(path)
     if args.command == "run":
-        return run(cfg, args.log_target, args.log_level)
+        return run(configuration.load(path), args.log_target, args.log_level)
+    cfg = configuration.load(path, secrets=False)  # the other commands only touch the folders
     if args.command == "status":
         return show_status(cfg, args.json)
     if args.command == "add":

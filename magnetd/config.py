@@ -127,15 +127,24 @@ def default_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path("/etc/magnetd/magnetd.yaml")
 
 
-def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
-    """Read, validate and resolve the config at ``path``; raise ConfigError listing every problem."""
+def load(path: Path, environ: Mapping[str, str] = os.environ, secrets: bool = True) -> Config:
+    """Read, validate and resolve the config at ``path``; raise ConfigError listing every problem.
+
+    With ``secrets=False`` passwords are neither read nor checked (for commands that
+    only touch the folders: ``status``, ``add``, ``retry``).
+    """
     path = path.expanduser().absolute()
     raw = _read_yaml(path)
     problems = list(schema_problems(raw))
-    problems += [p for p in _safely(rule_problems, raw, path.parent, environ) if p not in problems]
+    found = _safely(rule_problems, raw, path.parent, environ)
+    problems += [p for p in found if p not in problems and (secrets or not _is_secret(p))]
     if problems:
         raise ConfigError(path, problems)
-    return _build(raw, path, environ)
+    return _build(raw, path, environ if secrets else None)
+
+
+def _is_secret(problem: Problem) -> bool:
+    return problem.key.rsplit(".", 1)[-1] in PASSWORD_SOURCES
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -301,11 +310,12 @@ def _folder_problems(folders: Folders) -> Iterator[Problem]:
         yield Problem("folders.failed", "must differ from folders.sent", "use two folders")
 
 
-def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Config:
+def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -> Config:
+    """The frozen config; passwords are left empty when ``environ`` is None."""
     base = path.parent
     instances = []
     for inst in raw["instances"]:
-        password, source = _password(inst, base, environ)
+        password, source = _password(inst, base, environ) if environ is not None else ("", "")
         verify = inst.get("verify_tls", True)
         instances.append(
             Instance(

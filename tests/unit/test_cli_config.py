@@ -137,3 +137,26 @@ instances:
     with pytest.raises(config.ConfigError) as caught:
         config.load(path, {})
     assert [p.key for p in caught.value.problems] == ["instances[0].password_credential"]
+
+
+def test_folder_commands_do_not_need_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD)
+    cfg = config.load(path, {}, secrets=False)
+    assert cfg.instances[0].password == ""
+    assert main(["status", "--config", str(path)]) == 1  # no snapshot yet: says so, needs no secret
+    assert "has not written a status" in capsys.readouterr().out
+    assert main(["add", "--config", str(path), "a" * 40]) == 0
+    assert len(list((tmp_path / "in").glob("*.magnet"))) == 1
+    assert main(["run", "--config", str(path)]) == EXIT_CONFIG
+
+
+def test_retry_moves_failed_files_back_without_their_record(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    failed = tmp_path / "out" / "failed" / "books"
+    failed.mkdir(parents=True)
+    (failed / "x.magnet").write_text("a" * 40)
+    (failed / "x.magnet.error.json").write_text("{}")
+    assert main(["retry", "--config", str(path)]) == 0
+    assert (tmp_path / "in" / "books" / "x.magnet").read_text() == "a" * 40
+    assert not (failed / "x.magnet.error.json").exists()
+    assert main(["retry", "--config", str(path), "nope.magnet"]) == 1
