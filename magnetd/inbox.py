@@ -67,8 +67,12 @@ class Inbox:
             return
         known = self._files.get(path)
         if known is None:
-            now = self.clock()
-            self._files[path] = Waiting(path, now, time.time(), seen.how)
+            now, wall = self.clock(), time.time()
+            if seen.how == "scan":  # found by a scan: its age counts from when it was written
+                with contextlib.suppress(OSError):
+                    age = max(0.0, wall - path.lstat().st_mtime)
+                    now, wall = now - age, wall - age
+            self._files[path] = Waiting(path, now, wall, seen.how)
         elif seen.how in ("moved", "closed"):
             known.how = seen.how
             if known.attempts == 0:

@@ -1,0 +1,85 @@
+"""Inbox readiness: renamed-in files at once, writers waited for, symlinks refused, oldest first."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from magnetd.inbox import Busy, Inbox, read
+from magnetd.model import Rejected
+from magnetd.watcher import Seen, is_candidate, scan
+
+
+def test_candidates_skip_hidden_temporary_and_unknown_names() -> None:
+    assert is_candidate("a.MAGNET") and is_candidate("b.url") and is_candidate("c.json")
+    for name in (
+        ".a.magnet",
+        "a.magnet.part",
+        "a.torrent.crdownload",
+        "a.magnet.tmp",
+        "a.!qB",
+        "x~",
+        "a.txt",
+    ):
+        assert not is_candidate(name), name
+
+
+def test_scan_finds_files_in_sub_folders_but_not_hidden_ones(tmp_path: Path) -> None:
+    (tmp_path / "books").mkdir()
+    (tmp_path / ".staging").mkdir()
+    for path in ("a.magnet", "books/b.url", ".staging/c.magnet", "d.part"):
+        (tmp_path / path).write_text("x")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in scan(tmp_path)) == ["a.magnet", "books/b.url"]
+
+
+def test_oldest_first_by_write_time_for_scanned_files(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path)
+    new, old = tmp_path / "new.magnet", tmp_path / "old.magnet"
+    new.write_text("x")
+    old.write_text("x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    inbox.note(Seen(new, "scan"))
+    inbox.note(Seen(old, "scan"))
+    assert [w.path for w in inbox.due()] == [old, new]
+
+
+def test_a_file_still_open_for_writing_is_busy_until_closed(tmp_path: Path) -> None:
+    path = tmp_path / "slow.magnet"
+    inbox = Inbox(tmp_path)
+    with open(path, "w") as writer:
+        writer.write("a" * 40 + "\n")
+        writer.flush()
+        inbox.note(Seen(path, "created"))
+        waiting = inbox.due()[0]
+        with pytest.raises(Busy):
+            read(waiting, 1 << 20, settle=0.0)
+    assert read(waiting, 1 << 20, settle=0.0) == b"a" * 40 + b"\n"
+
+
+def test_symlinks_and_large_files_are_refused_unread(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path)
+    os.symlink("/etc/passwd", tmp_path / "link.magnet")
+    (tmp_path / "big.magnet").write_bytes(b"a" * 2000)
+    inbox.note(Seen(tmp_path / "link.magnet", "moved"))
+    inbox.note(Seen(tmp_path / "big.magnet", "moved"))
+    reasons = []
+    for waiting in inbox.due():
+        with pytest.raises(Rejected) as caught:
+            read(waiting, 1000, settle=0.0)
+        reasons.append(caught.value.reason)
+    assert sorted(reasons) == ["symlink", "too_large"]
+
+
+def test_empty_files_get_a_grace_period(tmp_path: Path) -> None:
+    path = tmp_path / "placeholder.magnet"
+    path.write_bytes(b"")
+    inbox = Inbox(tmp_path)
+    inbox.note(Seen(path, "moved"))
+    waiting = inbox.due()[0]
+    with pytest.raises(Busy):
+        read(waiting, 1000, settle=0.0)
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    assert read(waiting, 1000, settle=0.0) == b""
