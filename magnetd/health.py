@@ -20,7 +20,7 @@ from magnetd.qbittorrent import Client, InstanceError
 from magnetd.spool import now_iso
 from magnetd.status import InstanceView
 
-OK, VPN_DOWN, UNKNOWN = "OK", "VPN_DOWN", "UNKNOWN"
+OK, VPN_DOWN, UNKNOWN, NOT_CONFIGURED = "OK", "VPN_DOWN", "UNKNOWN", "NOT_CONFIGURED"
 UP, DOWN, PING_NOT_PERMITTED = "UP", "DOWN", "PING_NOT_PERMITTED"
 PING_FIX = (
     "magnetd may not send ICMP: run it with CAP_NET_RAW (AmbientCapabilities=CAP_NET_RAW in the"
@@ -214,6 +214,10 @@ class Prober(threading.Thread):
         self.rounds += 1
 
     def _probe(self, inst: Instance, vpn_up: bool) -> None:
+        if not inst.password:
+            hint = "its password source is empty: fill the password file, variable or credential"
+            self.health.set_instance(inst.name, NOT_CONFIGURED, hint)
+            return
         if inst.requires_vpn and not vpn_up:
             self.health.set_instance(inst.name, VPN_DOWN, f"VPN gateway {self.health.gateway} is not up")
             return
