@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("links", nargs="+", metavar="MAGNET_OR_FILE")
     retry = command("retry", "move failed files back into the inbox")
     retry.add_argument("names", nargs="*", metavar="NAME", help="files in failed/ (default: all)")
+    service = command("service", "install, remove, start or stop the Windows service (Windows only)")
+    service.add_argument("action", choices=("install", "remove", "start", "stop"))
+    service.add_argument(
+        "--startup", choices=("auto", "manual"), default="auto", help="start type for install (default: auto)"
+    )
     return parser
 
 
@@ -66,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, path: Path) -> int:
+    if args.command == "service":  # --config as given: the service resolves its default itself
+        return service(args.action, args.config, args.startup)
     if args.command == "check-config":
         cfg = configuration.load(path)
         for warning in cfg.warnings:
@@ -103,6 +110,16 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
     except Exception as exc:
         logs.get().critical("daemon_failed", error=repr(exc))
         return EXIT_ERROR
+
+
+def service(action: str, config: Path | None, startup: str) -> int:
+    """Install, remove, start or stop the Windows service (pywin32); Windows only."""
+    if sys.platform != "win32":
+        print("magnetd: 'magnetd service' is Windows-only; on Linux use the systemd unit", file=sys.stderr)
+        return EXIT_USAGE
+    from magnetd import winservice
+
+    return winservice.manage(action, config, startup)
 
 
 def show_status(cfg: configuration.Config, as_json: bool) -> int:

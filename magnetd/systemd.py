@@ -60,7 +60,9 @@ class Notifier:
         self.send(f"STATUS={status}")
 
     def reloading(self) -> None:
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        if not self.address:
+            return
+        usec = time.monotonic_ns() // 1000  # CLOCK_MONOTONIC on Linux, as systemd expects
         self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self) -> None:
