@@ -45,7 +45,6 @@ def _value(value: Any) -> str:
 def fields(event: MutableMapping[str, Any]) -> Iterator[tuple[str, str]]:
     """The journal fields of a structlog event dict."""
     level = str(event.get("level", "info"))
-    name = str(event.get("event", ""))
     yield "MESSAGE", message(event)
     yield "PRIORITY", str(PRIORITIES.get(level, 6))
     yield "SYSLOG_IDENTIFIER", "magnetd"
@@ -58,8 +57,6 @@ def fields(event: MutableMapping[str, Any]) -> Iterator[tuple[str, str]]:
                 yield field_name(key), item
         elif value is not None:
             yield field_name(key), _value(value)
-    if name:
-        yield "MAGNETD_EVENT", name
 
 
 def message(event: MutableMapping[str, Any]) -> str:

@@ -60,6 +60,7 @@ def test_journal_fields_repeat_infohashes_and_use_valid_names() -> None:
     assert ("MAGNETD_INFOHASH", "aa") in pairs and ("MAGNETD_INFOHASH", "bb") in pairs
     assert ("PRIORITY", "6") in pairs and ("SYSLOG_IDENTIFIER", "magnetd") in pairs
     assert ("MAGNETD_EVENT", "file_sent") in pairs and "MAGNETD_WEIRD_KEY_X" in names
+    assert names.count("MAGNETD_EVENT") == 1
     assert "MAGNETD_NONE" not in names
     assert all(name.replace("_", "").isalnum() and name.isupper() for name in names)
 
