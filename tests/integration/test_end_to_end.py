@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 
 from tests.daemon import Daemon, drop, wait_for
@@ -128,3 +129,15 @@ def test_sigint_stops_cleanly(daemon: Daemon) -> None:
     daemon.process.send_signal(signal.SIGINT)
     assert daemon.process.wait(30) == 0
     assert daemon.events("daemon_stopped")
+
+
+def test_inbox_removed_while_running_is_recreated_and_watched(daemon: Daemon, qbt: Qbt) -> None:
+    daemon.start()
+    shutil.rmtree(daemon.inbox)
+    wait_for(lambda: daemon.events("watcher_died"), 20, "watcher_died")
+    wait_for(lambda: daemon.inbox.is_dir(), 20, "inbox recreated")
+    link, infohash = magnet("after-rebuild")
+    drop(daemon.inbox, "after.magnet", link)
+    wait_for(lambda: (daemon.sent / "after.magnet").exists(), 30, "after.magnet in sent/")
+    assert infohash in listed(qbt, infohash)
+    assert daemon.stop() == 0
