@@ -255,7 +255,7 @@ class Dispatcher:
             if bad:
                 self._partial(job, good, bad, verdict.instance)
             else:
-                self.spool.sent(job.waiting.path)
+                self.spool.sent(job.waiting.path, job.rel)
         except OSError as exc:
             self._move_failed(job.waiting, job.rel, exc)
             return
@@ -280,7 +280,7 @@ class Dispatcher:
         self.spool.failed(path, record, items.render(job.item, name, data, bad_lines))
         self.counters.failed += 1
         self.spool.rewrite(path, items.render(job.item, name, data, {e.line for e in good}))
-        self.spool.sent(path)
+        self.spool.sent(path, job.rel)
 
     def _fail(
         self,

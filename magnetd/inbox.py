@@ -129,7 +129,8 @@ def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: fl
     if info.st_size > max_bytes:
         detail = f"{info.st_size} bytes is over limits.max_file_bytes ({max_bytes}); not read"
         raise Rejected("too_large", detail)
-    lease = _take_lease(fd)
+    # A renamed-in or closed file is complete: only files seen otherwise need the lease check.
+    lease = None if waiting.how in ("moved", "closed") else _take_lease(fd)
     try:
         if lease is False:
             raise Busy("a writer still has the file open")

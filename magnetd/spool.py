@@ -57,15 +57,19 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def free_name(directory: Path, name: str) -> Path:
-    """``directory/name``, or ``stem.N.suffix`` with the lowest N that is free."""
-    candidate = directory / name
-    suffix = "".join(PurePath(name).suffixes[-1:])
-    stem = name[: len(name) - len(suffix)] if suffix else name
-    number = 1
-    while candidate.exists() or candidate.is_symlink() or _error_file(candidate).exists():
+    """``directory/name``, or ``stem.N.suffix`` with the lowest N that is free.
+
+    A name is taken if a file, a link or an error record already uses it.
+    This runs once per moved file, so it sticks to plain string paths.
+    """
+    base = os.fspath(directory)
+    stem, dot, ext = name.rpartition(".")
+    stem, suffix = (stem, dot + ext) if stem else (name, "")
+    candidate, number = os.path.join(base, name), 1
+    while os.path.lexists(candidate) or os.path.lexists(candidate + ERROR_SUFFIX):
         number += 1
-        candidate = directory / f"{stem}.{number}{suffix}"
-    return candidate
+        candidate = os.path.join(base, f"{stem}.{number}{suffix}")
+    return Path(candidate)
 
 
 def _copy_across(source: Path, target: Path) -> None:
@@ -94,6 +98,7 @@ class Spool:
     def __init__(self, folders: Folders) -> None:
         self.folders = folders
         self._dirty: set[Path] = set()
+        self._made: set[Path] = set()  # target folders known to exist
 
     def relative(self, path: Path) -> PurePath:
         """``path`` relative to the inbox (its sub-folder is kept in sent/ and failed/)."""
@@ -101,21 +106,30 @@ class Spool:
 
     def _target(self, root: Path, rel: PurePath) -> Path:
         directory = root / rel.parent
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory not in self._made:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made.add(directory)
         return free_name(directory, rel.name)
 
     def _rename(self, source: Path, target: Path) -> None:
         try:
             os.rename(source, target)
+        except FileNotFoundError:
+            if not source.exists() and not source.is_symlink():
+                raise
+            self._made.discard(target.parent)  # the folder was removed behind our back
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source, target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
             _copy_across(source, target)  # sent/ or failed/ on another file system
-        self._dirty.update({source.parent, target.parent})
+        self._dirty.add(source.parent)
+        self._dirty.add(target.parent)
 
-    def sent(self, path: Path) -> Path:
+    def sent(self, path: Path, rel: PurePath | None = None) -> Path:
         """Move a fully sent file to ``sent/``; return where it went."""
-        target = self._target(self.folders.sent, self.relative(path))
+        target = self._target(self.folders.sent, rel or self.relative(path))
         self._rename(path, target)
         return target
 

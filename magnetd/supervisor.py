@@ -27,6 +27,8 @@ from magnetd.watcher import Seen, Watcher, scan
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
 PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/
+ROUND_BATCHES = 10  # add requests per send round: qBittorrent works on them while more are sent
+ROUND_BYTES = 64 * 1024 * 1024  # and no more file data than this held in memory per round
 
 log = logs.get("magnetd")
 
@@ -245,7 +247,7 @@ class Supervisor:
             log.info("drain_started", files=len(self.inbox))
         self._held = False
         batch: list[Job] = []
-        entries = 0
+        entries = size = 0
         for waiting in self.inbox.due():
             if self._stop.is_set():
                 return
@@ -254,10 +256,11 @@ class Supervisor:
                 continue
             batch.append(job)
             entries += len(job.item.entries)
-            if entries >= self.config.batch_size:
+            size += len(job.data)
+            if entries >= self.config.batch_size * ROUND_BATCHES or size >= ROUND_BYTES:
                 if not self._send(batch):
                     return
-                batch, entries = [], 0
+                batch, entries, size = [], 0, 0
         if batch:
             self._send(batch)
         self.parts.spool.flush()

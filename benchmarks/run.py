@@ -1,0 +1,155 @@
+"""Run every benchmark once: ``python -m benchmarks.run [--quick] [--out benchmarks/results]``.
+
+Starts its own qbittorrent-nox instances and magnetd daemons, measures,
+prints each figure with its ratio and target, and writes ``results.json``,
+``results.csv`` (and ``results.png`` when matplotlib is installed) to ``--out``.
+Exit status: 0 when every scenario finished (targets missed or not), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, scenarios
+from benchmarks.rig import Rig, enter_private_network, machine
+from benchmarks.scenarios import Settings
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+CLOCK = (
+    "visibility = this process's monotonic clock when the log/main poll returning the"
+    " 'Added new torrent' entry completes (polled every {poll_ms:g} ms for single drops,"
+    " {bulk_ms:g} ms for bulk); qBittorrent 4.5.2 stamps log entries in whole seconds, too"
+    " coarse to use. sent/ arrivals are timed by inotify (IN_MOVED_TO) on the same clock."
+)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 drops, N=200, 10 s idle (about a minute)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for results.json/csv/png")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the temporary folders go")
+    parser.add_argument(
+        "--only",
+        choices=["latency", "bulk", "drain", "idle"],
+        action="append",
+        help="run only these scenarios (repeatable); figures of the others are missing",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="sample magnetd with py-spy during bulk (largest N) and drain"
+    )
+    parser.add_argument(
+        "--host-network", action="store_true", help="do not enter a private network namespace"
+    )
+    return parser.parse_args(argv)
+
+
+Step = Callable[[], scenarios.Figures]
+
+
+def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[tuple[str, Step]]:
+    """The scenarios in run order; bulk runs once per N. Latency samples go into ``samples``."""
+
+    def latency() -> scenarios.Figures:
+        figures, found = scenarios.latency(rig, settings)
+        samples.update(found)
+        return figures
+
+    steps: list[tuple[str, Step]] = [("latency", latency)]
+    steps += [("bulk", partial(scenarios.bulk, rig, n, settings)) for n in settings.bulk_sizes]
+    steps.append(("drain", partial(scenarios.drain, rig, settings)))
+    steps.append(("idle", partial(scenarios.idle, rig, settings)))
+    return steps
+
+
+@dataclass
+class Outcome:
+    """What the scenarios produced, including what went wrong."""
+
+    raw: report.Raw = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def measure(rig: Rig, settings: Settings, only: list[str] | None) -> Outcome:
+    """Run each scenario; a failed one is reported and the others still run."""
+    done = Outcome()
+    for name, step in plan(rig, settings, done.samples):
+        if only and name not in only:
+            continue
+        print(f"== {name} ...", flush=True)
+        started = time.monotonic()
+        try:
+            figures = step()
+        except Exception as exc:  # any failure: report it, run the other scenarios
+            done.errors.append(f"{name}: {exc}")
+            print(f"   FAILED: {exc}", flush=True)
+            traceback.print_exc()
+            continue
+        finally:
+            done.seconds[name] = done.seconds.get(name, 0.0) + time.monotonic() - started
+        done.raw.update(figures)
+        print("   " + ", ".join(f"{k}={report.fmt(v)}" for k, v in figures.items()), flush=True)
+    return done
+
+
+def result(meta: dict[str, Any], settings: Settings, done: Outcome) -> dict[str, Any]:
+    """Everything the JSON file holds."""
+    report.derive(done.raw, settings.bulk_sizes, settings.drain_size)
+    return {
+        "meta": meta,
+        "settings": asdict(settings),
+        "figures": done.raw,
+        "table": report.table(done.raw, settings.bulk_sizes, settings.drain_size),
+        "samples": done.samples,
+        "errors": done.errors,
+        "scenario_seconds": done.seconds,
+    }
+
+
+def header(meta: dict[str, Any]) -> str:
+    return "\n".join(f"{key:>16}: {value}" for key, value in meta.items())
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every clean-up
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    settings = Settings.quick() if args.quick else Settings()
+    signal.signal(signal.SIGTERM, _terminate)
+    network = "host network (--host-network)" if args.host_network else enter_private_network()
+    root = Path(tempfile.mkdtemp(prefix="magnetd-bench-", dir=args.workdir))
+    try:
+        meta = machine(root, network)
+        meta["mode"] = "quick" if args.quick else "full"
+        meta["clock"] = CLOCK.format(poll_ms=settings.latency_poll * 1000, bulk_ms=settings.bulk_poll * 1000)
+        print(header(meta), flush=True)
+        meta["profiled"] = args.profile  # py-spy slows the daemon: such figures are not comparable
+        done = measure(Rig(root, args.out if args.profile else None), settings, args.only)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    data = result(meta, settings, done)
+    print()
+    print(report.render(data["table"]))
+    for path in report.write(args.out, data):
+        print(f"wrote {path}")
+    for error in done.errors:
+        print(f"ERROR {error}", file=sys.stderr)
+    return 1 if done.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

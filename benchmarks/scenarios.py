@@ -1,0 +1,291 @@
+"""The four scenarios: latency, bulk, drain and idle. Each returns its raw figures by key.
+
+Every scenario starts fresh qbittorrent-nox instances (state left by one would
+slow the next) and stops everything it started before it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.probes import (
+    AnswerProbe,
+    BenchError,
+    FolderWatcher,
+    LogWatcher,
+    cpu_seconds,
+    peak_rss_mb,
+    thread_cpu,
+)
+from benchmarks.rig import Magnet, Rig, daemon_pid, logged_in, magnets, rename_in, stage
+from benchmarks.spy import Spy
+from tests.daemon import Daemon
+from tests.qbt import Qbt, QbtApi
+
+Figures = dict[str, float]
+DROP_TIMEOUT = 60.0  # seconds for one dropped file to show up
+FLOOR_REPEATS = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure: the full run or ``--quick``."""
+
+    drops: int = 20
+    bulk_sizes: tuple[int, ...] = (1000, 10_000)
+    drain_size: int = 10_000
+    idle_seconds: float = 60.0
+    # Random pause after the previous drop was done: isolated drops, spread over a whole
+    # period of the watched folder's 2 s timer.
+    pause: tuple[float, float] = (0.6, 2.6)
+    close: tuple[float, float] = (0.05, 0.5)  # magnetd only: a drop soon after the previous one settled
+    latency_poll: float = 0.005  # seconds between two log/main polls while timing single drops
+    bulk_poll: float = 0.01
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(drops=5, bulk_sizes=(200,), drain_size=200, idle_seconds=10.0)
+
+
+def bulk_timeout(n: int) -> float:
+    """A generous bound for ``n`` files: a minute plus 50 ms per file."""
+    return 60.0 + 0.05 * n
+
+
+def watch_log(stack: ExitStack, server: Qbt, interval: float) -> LogWatcher:
+    """A running poller of ``server``'s log, stopped with ``stack``."""
+    watcher = LogWatcher(logged_in(server), interval)
+    stack.callback(watcher.stop)
+    watcher.start()
+    return watcher
+
+
+def watch_folder(stack: ExitStack, folder: Path) -> FolderWatcher:
+    watcher = FolderWatcher(folder)
+    stack.callback(watcher.stop)
+    watcher.start()
+    return watcher
+
+
+def summary(prefix: str, samples: list[float]) -> Figures:
+    """Median and 95th percentile (ms) of ``samples`` (seconds)."""
+    ms = [s * 1000 for s in samples]
+    p95 = statistics.quantiles(ms, n=20, method="inclusive")[18] if len(ms) > 1 else ms[0]
+    return {f"{prefix}_median_ms": statistics.median(ms), f"{prefix}_p95_ms": p95}
+
+
+# -- 1. latency -----------------------------------------------------------------------------
+
+
+def drop_one(folder: Path, item: Magnet) -> float:
+    """Write ``.<name>.tmp`` in ``folder``, rename it to ``<name>``; the rename's monotonic time."""
+    temp = folder / f".{item.file_name}.tmp"
+    temp.write_text(item.uri + "\n", encoding="ascii")
+    started = time.monotonic()
+    temp.rename(folder / item.file_name)
+    return started
+
+
+def timed_drops(
+    folder: Path,
+    log: LogWatcher,
+    sent: FolderWatcher | None,
+    items: list[Magnet],
+    pause: tuple[float, float],
+) -> tuple[list[float], list[float]]:
+    """Drop ``items`` one at a time, each after a random ``pause`` once the previous one is done.
+
+    Returns (seconds to the log line, seconds to sent/) for all but the first drop.
+    """
+    added: list[float] = []
+    settled: list[float] = []
+    for index, item in enumerate(items):
+        time.sleep(random.uniform(*pause))
+        start = drop_one(folder, item)
+        seen = log.seen.wait_name(item.name, DROP_TIMEOUT, f"{item.name} in qBittorrent's log")
+        done = sent.seen.wait_name(item.file_name, DROP_TIMEOUT, f"{item.file_name} in sent/") if sent else 0
+        if index == 0:
+            continue  # warm-up: the first add of a session (login, caches) is not typical
+        added.append(seen - start)
+        if sent:
+            settled.append(done - start)
+    return added, settled
+
+
+def latency(rig: Rig, settings: Settings) -> tuple[Figures, dict[str, list[float]]]:
+    """Single drops into magnetd's inbox, then into the watched folder of a second instance."""
+    count = settings.drops + 1
+    with ExitStack() as stack:
+        server = rig.qbt(stack, "latency-magnetd")
+        daemon = rig.daemon(stack, server)
+        log = watch_log(stack, server, settings.latency_poll)
+        sent = watch_folder(stack, daemon.sent)
+        added, settled = timed_drops(daemon.inbox, log, sent, magnets("lat-m", count), settings.pause)
+        close, _ = timed_drops(daemon.inbox, log, sent, magnets("lat-c", count), settings.close)
+    with ExitStack() as stack:
+        server, folder = rig.watched_qbt(stack, "latency-watch")
+        log = watch_log(stack, server, settings.latency_poll)
+        watched, _ = timed_drops(folder, log, None, magnets("lat-w", count), settings.pause)
+    figures = {
+        **summary("lat_magnetd", added),
+        **summary("lat_settled", settled),
+        **summary("lat_close", close),
+        **summary("lat_watch", watched),
+    }
+    samples = {"lat_magnetd_s": added, "lat_settled_s": settled, "lat_close_s": close, "lat_watch_s": watched}
+    return figures, samples
+
+
+# -- 2. bulk --------------------------------------------------------------------------------
+
+
+def floor_seconds(api: QbtApi, items: list[Magnet]) -> float:
+    """The median time of one bare ``torrents/info`` asking for every hash at once."""
+    form = {"hashes": "|".join(item.infohash for item in items)}
+    times = []
+    for _ in range(FLOOR_REPEATS):
+        start = time.monotonic()
+        listed = api.request("POST", "torrents/info", data=form).json()
+        times.append(time.monotonic() - start)
+        if len(listed) != len(items):
+            raise BenchError(f"qBittorrent lists {len(listed)} of the {len(items)} torrents")
+    return statistics.median(times)
+
+
+def profiled(stack: ExitStack, rig: Rig, pid: int, name: str) -> None:
+    """With ``--profile``, sample ``pid`` with py-spy until ``stack`` closes."""
+    if rig.profile_dir is not None:
+        rig.profile_dir.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(Spy(pid, rig.profile_dir / f"profile-{name}.txt"))
+
+
+def cpu_split(pid: int, before: dict[int, float]) -> tuple[float, float]:
+    """CPU seconds since ``before``: the whole process, and its main thread alone."""
+    after = thread_cpu(pid)
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    return sum(spent.values()), spent.get(pid, 0.0)
+
+
+def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
+    """N files renamed into magnetd's inbox at once; until all are in sent/ (and in the log)."""
+    items = magnets(f"b{n}-m", n)
+    with ExitStack() as stack:
+        server = rig.qbt(stack, f"bulk{n}-magnetd")
+        daemon = rig.daemon(stack, server)
+        pid = daemon_pid(daemon)
+        staging = rig.folder(f"stage-bulk{n}-m")
+        stage(staging, items)
+        log = watch_log(stack, server, settings.bulk_poll)
+        sent = watch_folder(stack, daemon.sent)
+        with ExitStack() as spying:
+            if n == max(settings.bulk_sizes):
+                profiled(spying, rig, pid, f"bulk{n}")
+            cpu_before = thread_cpu(pid)
+            start = time.monotonic()
+            rename_in(staging, daemon.inbox, items)
+            renamed = time.monotonic() - start
+            what = f"all {n} files in magnetd's sent/"
+            done = sent.seen.wait_count(n, f"b{n}-m-", bulk_timeout(n), what)
+            cpu, main_cpu = cpu_split(pid, cpu_before)
+        logged = log.seen.wait_count(n, f"b{n}-m-", DROP_TIMEOUT, f"all {n} adds in qBittorrent's log")
+        floor = floor_seconds(logged_in(server), items)
+        rss = peak_rss_mb(pid)
+    return {
+        f"bulk{n}_magnetd_s": done - start,
+        f"bulk{n}_magnetd_per_file_ms": (done - start) / n * 1000,
+        f"bulk{n}_magnetd_log_s": logged - start,
+        f"bulk{n}_floor_s": floor,
+        f"bulk{n}_rename_s": renamed,
+        f"bulk{n}_cpu_s": cpu,
+        f"bulk{n}_main_cpu_s": main_cpu,
+        f"rss_bulk{n}_mb": rss,
+    }
+
+
+def bulk_watch(rig: Rig, n: int, settings: Settings) -> Figures:
+    """N files renamed into the watched folder at once; until all N adds are in the log."""
+    items = magnets(f"b{n}-w", n)
+    with ExitStack() as stack:
+        server, folder = rig.watched_qbt(stack, f"bulk{n}-watch")
+        staging = rig.folder(f"stage-bulk{n}-w")
+        stage(staging, items)
+        log = watch_log(stack, server, settings.bulk_poll)
+        start = time.monotonic()
+        rename_in(staging, folder, items)
+        what = f"all {n} watched-folder adds in qBittorrent's log"
+        done = log.seen.wait_count(n, f"b{n}-w-", bulk_timeout(n), what)
+    return {f"bulk{n}_watch_s": done - start, f"bulk{n}_watch_per_file_ms": (done - start) / n * 1000}
+
+
+def bulk(rig: Rig, n: int, settings: Settings) -> Figures:
+    return {**bulk_magnetd(rig, n, settings), **bulk_watch(rig, n, settings)}
+
+
+# -- 3. drain -------------------------------------------------------------------------------
+
+
+def wait_held(daemon: Daemon, n: int, timeout: float) -> None:
+    """Until magnetd's status snapshot says all ``n`` files are waiting and held."""
+    path = daemon.state / "status.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            snap = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            snap = {}
+        if snap.get("inbox") == n and snap.get("held") == n:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"magnetd did not report {n} files held within {timeout:.0f} s: {snap}")
+        time.sleep(0.2)
+
+
+def drain(rig: Rig, settings: Settings) -> Figures:
+    """N files dropped while the only instance is stopped; from its first answer to all in sent/."""
+    n = settings.drain_size
+    items = magnets(f"d{n}", n)
+    with ExitStack() as stack:
+        server = rig.qbt(stack, f"drain{n}")
+        server.stop()
+        daemon = rig.daemon(stack, server, probe_interval=1)
+        staging = rig.folder(f"stage-drain{n}")
+        stage(staging, items)
+        sent = watch_folder(stack, daemon.sent)
+        rename_in(staging, daemon.inbox, items)
+        wait_held(daemon, n, bulk_timeout(n))
+        probe = AnswerProbe(server.url)
+        stack.callback(probe.stop)
+        with ExitStack() as spying:
+            profiled(spying, rig, daemon_pid(daemon), f"drain{n}")
+            probe.start()
+            server.start(timeout=60)
+            probe.join(10)
+            if probe.answered_at is None:
+                raise BenchError("qbittorrent-nox started but the answer probe never saw it")
+            done = sent.seen.wait_count(n, f"d{n}-", bulk_timeout(n), f"all {n} held files in sent/")
+        floor_seconds(logged_in(server), items)  # checks that qBittorrent really lists all n
+        rss = peak_rss_mb(daemon_pid(daemon))
+    seconds = done - probe.answered_at
+    return {f"drain{n}_s": seconds, f"drain{n}_per_file_ms": seconds / n * 1000, f"rss_drain{n}_mb": rss}
+
+
+# -- 4. idle --------------------------------------------------------------------------------
+
+
+def idle(rig: Rig, settings: Settings) -> Figures:
+    """CPU time of an idle magnetd (default probe interval) over ``idle_seconds``, % of one core."""
+    with ExitStack() as stack:
+        server = rig.qbt(stack, "idle")
+        daemon = rig.daemon(stack, server)
+        pid = daemon_pid(daemon)
+        time.sleep(2.0)  # start-up (imports, the first probe round) is not idling
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(settings.idle_seconds)
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    return {"idle_cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100}
