@@ -27,6 +27,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from magnetd.model import AddOptions
 
+PRESENT_SLICE = 1000  # hashes per torrents/info call when verifying
 BACKOFF_FIRST = 600.0
 """Seconds to wait after the first refused login."""
 BACKOFF_MAX = 24 * 3600.0
@@ -208,11 +209,17 @@ class Client:
             return self._add_answer(response, filename)
 
     def present(self, ids: Collection[str]) -> set[str]:
-        """The subset of ``ids`` (lower-cased) that qBittorrent lists."""
-        wanted = {i.lower() for i in ids}
+        """The subset of ``ids`` (lower-cased) that qBittorrent lists.
+
+        Asked in slices of ``PRESENT_SLICE``: qBittorrent's cost is per torrent
+        listed either way, and each answer's objects are dropped before the next.
+        """
+        wanted = sorted({i.lower() for i in ids})
         found: set[str] = set()
-        for torrent in self.torrents(wanted):
-            found |= matches(torrent) & wanted
+        for start in range(0, len(wanted), PRESENT_SLICE):
+            part = set(wanted[start : start + PRESENT_SLICE])
+            for torrent in self.torrents(part):
+                found |= matches(torrent) & part
         return found
 
     def torrents(self, ids: Collection[str]) -> list[dict[str, Any]]:
