@@ -146,14 +146,14 @@ def _arrivals_emitter() -> Any:
 
     Every file magnetd moves out of the inbox would raise one. watchdog holds
     each unpaired one for half a second and pairs them by a linear scan, which
-    turns a 10,000-file drain quadratic. Without them, a rename inside the
-    inbox arrives as "created", and the read lease tells at once that no
-    writer holds the file.
+    turns a 10,000-file drain quadratic. The "full events" emitter reports an
+    unpaired IN_MOVED_TO as a move (not a creation), so a file renamed in is
+    still known to be complete and is read at once.
     """
-    from watchdog.observers.inotify import InotifyEmitter
+    from watchdog.observers.inotify import InotifyFullEmitter
     from watchdog.observers.inotify_c import InotifyConstants as C
 
-    class ArrivalsEmitter(InotifyEmitter):  # type: ignore[misc]
+    class ArrivalsEmitter(InotifyFullEmitter):  # type: ignore[misc]
         def get_event_mask_from_filter(self) -> Any:
             return C.IN_MOVED_TO | C.IN_CREATE | C.IN_CLOSE_WRITE | C.IN_DELETE_SELF
 
