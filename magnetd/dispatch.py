@@ -16,7 +16,7 @@ from pathlib import PurePath
 
 from magnetd import items, logs
 from magnetd.config import Config, Instance
-from magnetd.health import OK, UP, VPN_DOWN, Health, VpnGate
+from magnetd.health import UP, VPN_DOWN, Health, VpnGate
 from magnetd.inbox import Busy, Gone, Inbox, Waiting, read
 from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
 from magnetd.qbittorrent import Client, InstanceError, ItemRejected
@@ -342,4 +342,4 @@ def _upload_name(entry: Entry) -> str:
     return f"{entry.torrent_id}.torrent"
 
 
-__all__ = ["OK", "Counters", "Dispatcher", "Job", "options_for"]
+__all__ = ["Counters", "Dispatcher", "Job", "options_for"]
