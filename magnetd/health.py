@@ -196,6 +196,7 @@ class Prober(threading.Thread):
         self.interval = interval
         self.stopped = threading.Event()
         self.rounds = 0
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.instances)), thread_name_prefix="probe")
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -209,8 +210,7 @@ class Prober(threading.Thread):
         if self.gate is not None:
             self.health.set_vpn(*self.gate.check())
         vpn_up = self.health.vpn_up()
-        with ThreadPoolExecutor(max_workers=max(1, len(self.instances))) as pool:
-            list(pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
+        list(self._pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
         self.rounds += 1
 
     def _probe(self, inst: Instance, vpn_up: bool) -> None:
@@ -232,3 +232,4 @@ class Prober(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+        self._pool.shutdown(wait=False)

@@ -40,6 +40,7 @@ class Snapshot:
     held: int = 0
     oldest_waiting: str | None = None
     oldest_waiting_age: float | None = None
+    oldest_waiting_error: str | None = None
     sent: int = 0
     failed: int = 0
     updated_at: str = field(default_factory=now_iso)
@@ -132,6 +133,8 @@ def render(snapshot: dict[str, Any] | None, now: dt.datetime | None = None) -> s
     line = f"inbox: {waiting} waiting"
     if waiting:
         line += f", oldest {_age_text(snapshot.get('oldest_waiting_age'))} ({snapshot.get('oldest_waiting')})"
+        if snapshot.get("oldest_waiting_error"):
+            line += f"\n  last error: {snapshot['oldest_waiting_error']}"
     if snapshot.get("held"):
         line += f"; {snapshot['held']} HELD: no instance is healthy"
     lines.append(line)

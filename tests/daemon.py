@@ -113,6 +113,14 @@ class Daemon:
             wait_for(self.started, 30, "the daemon to start")
         return self
 
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Never leave a daemon behind, whatever the test did."""
+        if self.alive():
+            self.stop()
+
     def started(self) -> bool:
         """True once this process logged ``daemon_started`` or wrote its status snapshot."""
         if self.events("daemon_started"):

@@ -160,6 +160,11 @@ def test_read_only_and_full_failed_folder_keep_files_in_the_inbox(fresh: tuple[Q
         drop(daemon.inbox, "bad.magnet", "not a magnet")
         wait_for(lambda: moves_failed_with("read-only"), 30, "a move failing on the read-only folder")
         assert (daemon.inbox / "bad.magnet").exists()
+        wait_for(
+            lambda: "read-only" in str(daemon.status()["oldest_waiting_error"]).lower(),
+            10,
+            "the status saying why the file waits",
+        )
         filler = area / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:  # fill the disk to the last byte

@@ -51,7 +51,7 @@ def setup(tmp_path: Path, clients: dict[str, FakeClient]) -> tuple[Dispatcher, I
     health = Health(instances, None)
     for name in clients:
         health.set_instance(name, OK)
-    inbox = Inbox(folders.inbox)
+    inbox = Inbox(folders.inbox, clock=CLOCK)
     dispatcher = Dispatcher(
         config,
         clients,
@@ -63,6 +63,22 @@ def setup(tmp_path: Path, clients: dict[str, FakeClient]) -> tuple[Dispatcher, I
         sleep=lambda _: None,
     )
     return dispatcher, inbox, config
+
+
+class Clock:
+    """A monotonic clock the tests move forward past every back-off."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def later(self) -> None:
+        self.now += 3600
+
+
+CLOCK = Clock()
 
 
 def drop(inbox: Inbox, config: Config, name: str, text: str) -> Path:
@@ -124,9 +140,8 @@ def test_unlisted_adds_are_retried_then_failed_as_not_added(tmp_path: Path) -> N
     dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(lose=True)})
     drop(inbox, config, "lost.magnet", link())
     for _ in range(MAX_ATTEMPTS):
-        for waiting in inbox.due() or list(inbox._files.values()):
-            waiting.not_before = 0
         run(dispatcher, inbox)
+        CLOCK.later()
     record = (config.folders.failed / "lost.magnet.error.json").read_text()
     assert '"not_added"' in record
 
@@ -142,9 +157,8 @@ def test_an_unexpected_error_becomes_internal_error_after_bounded_retries(
     monkeypatch.setattr(items, "parse_item", explode)
     drop(inbox, config, "boom.magnet", link())
     for _ in range(MAX_ATTEMPTS):
-        for waiting in list(inbox._files.values()):
-            waiting.not_before = 0
         run(dispatcher, inbox)
+        CLOCK.later()
     assert '"internal_error"' in (config.folders.failed / "boom.magnet.error.json").read_text()
 
 
@@ -157,9 +171,8 @@ def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr("magnetd.dispatch.read", denied)
     for attempt in range(1, 6):
-        for waiting in list(inbox._files.values()):
-            waiting.not_before = 0
         run(dispatcher, inbox)
+        CLOCK.later()
         failed = (config.folders.failed / "locked.magnet.error.json").exists()
         assert failed == (attempt == 5)
     assert '"unreadable"' in (config.folders.failed / "locked.magnet.error.json").read_text()

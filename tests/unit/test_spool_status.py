@@ -77,12 +77,15 @@ def test_status_snapshot_roundtrip_and_staleness(tmp_path: Path) -> None:
         held=3,
         oldest_waiting="a.magnet",
         oldest_waiting_age=75,
+        oldest_waiting_error="move failed: disk full",
     )
     status.write(tmp_path, snap)
     data = status.read(tmp_path)
     assert data is not None and status.is_running(data)
     text = status.render(data)
     assert "running" in text and "3 waiting" in text and "HELD" in text and "wrong password" in text
+    assert "last error: move failed: disk full" in text
+    assert "last error: move failed: disk full" in text
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     assert not status.is_running(data, later)
     assert "NOT RUNNING" in status.render(data, later)
