@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from magnetd import items, logs
 from magnetd.config import Config, Instance
@@ -21,6 +22,9 @@ from magnetd.inbox import Busy, Gone, Inbox, Waiting, read
 from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
 from magnetd.qbittorrent import Client, InstanceError, ItemRejected
 from magnetd.spool import Spool, error_record
+
+if TYPE_CHECKING:
+    from magnetd.ledger import Ledger
 
 MAX_ATTEMPTS = 3
 VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ≈ 1.6 s in all
@@ -55,6 +59,73 @@ class Counters:
     failed: int = 0
 
 
+def push(
+    client: Client,
+    instance: str,
+    pairs: Sequence[tuple[Entry, AddOptions]],
+    batch_size: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Verdict:
+    """Add ``pairs`` (entry, options) to one instance and verify them; InstanceError passes up.
+
+    Magnets go in as few ``torrents/add`` requests as their options allow (at most
+    ``batch_size`` each), each ``.torrent`` in its own request.
+    """
+    verdict = Verdict(instance)
+    groups: dict[AddOptions, list[Entry]] = defaultdict(list)
+    torrents: list[tuple[Entry, AddOptions]] = []
+    for entry, options in pairs:
+        if entry.magnet is not None:
+            groups[options].append(entry)
+        else:
+            torrents.append((entry, options))
+    refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
+    accepted = False
+    for options, entries in groups.items():
+        for start in range(0, len(entries), batch_size):
+            chunk = entries[start : start + batch_size]
+            answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
+            accepted |= answer.accepted
+            verdict.present.update(answer.added_ids)
+            if not answer.accepted:
+                refusable.extend(_ids(chunk))
+    for entry, options in torrents:
+        try:
+            answer = client.add_torrent(_upload_name(entry), entry.torrent or b"", options)
+        except ItemRejected as exc:
+            verdict.refused[entry.torrent_id] = exc.detail
+            continue
+        accepted |= answer.accepted
+        verdict.present.update(answer.added_ids)
+        if not answer.accepted:
+            refusable.append(entry.torrent_id)
+    wanted = {entry.torrent_id for entry, _ in pairs} - set(verdict.refused)
+    verdict.present |= verify(client, wanted - verdict.present, accepted, sleep)
+    for torrent_id in refusable:
+        if torrent_id not in verdict.present:
+            verdict.refused[torrent_id] = _REFUSED
+    return verdict
+
+
+def verify(
+    client: Client, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
+) -> set[str]:
+    """The ids qBittorrent lists; with ``wait``, waits briefly for adds it is still processing."""
+    present: set[str] = set()
+    missing = set(ids)
+    for delay in VERIFY_DELAYS:
+        if not missing:
+            break
+        if delay:
+            sleep(delay)
+        found = client.present(missing)
+        present |= found
+        missing -= found
+        if not wait:
+            break
+    return present
+
+
 def backoff(attempts: int) -> float:
     return float(min(60, 2**attempts))
 
@@ -84,6 +155,7 @@ class Dispatcher:
         inbox: Inbox,
         counters: Counters,
         sleep: Callable[[float], None] = time.sleep,
+        ledger: Ledger | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -93,6 +165,7 @@ class Dispatcher:
         self.inbox = inbox
         self.counters = counters
         self.sleep = sleep
+        self.ledger = ledger
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -168,57 +241,11 @@ class Dispatcher:
 
     def _attempt(self, inst: Instance, jobs: Sequence[Job]) -> Verdict:
         client = self.clients[inst.name]
-        verdict = Verdict(inst.name)
-        groups: dict[AddOptions, list[Entry]] = defaultdict(list)
-        torrents: list[tuple[Job, Entry]] = []
-        for job in jobs:
-            for entry in job.item.entries:
-                if entry.magnet is not None:
-                    groups[job.options].append(entry)
-                else:
-                    torrents.append((job, entry))
-        refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
-        accepted = False
-        for options, entries in groups.items():
-            for start in range(0, len(entries), self.config.batch_size):
-                chunk = entries[start : start + self.config.batch_size]
-                answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
-                accepted |= answer.accepted
-                verdict.present.update(answer.added_ids)
-                if not answer.accepted:
-                    refusable.extend(_ids(chunk))
-        for job, entry in torrents:
-            try:
-                answer = client.add_torrent(_upload_name(entry), entry.torrent or b"", job.options)
-            except ItemRejected as exc:
-                verdict.refused[entry.torrent_id] = exc.detail
-                continue
-            accepted |= answer.accepted
-            verdict.present.update(answer.added_ids)
-            if not answer.accepted:
-                refusable.append(entry.torrent_id)
-        wanted = {e.torrent_id for job in jobs for e in job.item.entries} - set(verdict.refused)
-        verdict.present |= self._verify(client, wanted - verdict.present, wait=accepted)
-        for torrent_id in refusable:
-            if torrent_id not in verdict.present:
-                verdict.refused[torrent_id] = _REFUSED
+        pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
+        verdict = push(client, inst.name, pairs, self.config.batch_size, self.sleep)
+        if self.ledger is not None:
+            self.ledger.record(inst.name, [p for p in pairs if p[0].torrent_id in verdict.present])
         return verdict
-
-    def _verify(self, client: Client, ids: set[str], wait: bool) -> set[str]:
-        """The ids qBittorrent lists; waits briefly for adds it is still processing."""
-        present: set[str] = set()
-        missing = set(ids)
-        for delay in VERIFY_DELAYS:
-            if not missing:
-                break
-            if delay:
-                self.sleep(delay)
-            found = client.present(missing)
-            present |= found
-            missing -= found
-            if not wait:
-                break
-        return present
 
     # -- settling --------------------------------------------------------------------------
 
@@ -342,4 +369,4 @@ def _upload_name(entry: Entry) -> str:
     return f"{entry.torrent_id}.torrent"
 
 
-__all__ = ["Counters", "Dispatcher", "Job", "options_for"]
+__all__ = ["Counters", "Dispatcher", "Job", "options_for", "push", "verify"]

@@ -19,6 +19,7 @@ from magnetd.config import Config, ConfigError, load
 from magnetd.dispatch import Counters, Dispatcher, Job
 from magnetd.health import Health, Prober, VpnGate
 from magnetd.inbox import Inbox
+from magnetd.ledger import Ledger
 from magnetd.qbittorrent import Client
 from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso, prune
 from magnetd.systemd import Notifier
@@ -54,8 +55,9 @@ class Parts:
         self.health = Health(config.instances, config.vpn, wake)
         self.prober = self._prober()
         self.spool = Spool(config.folders)
+        self.ledger = Ledger(self.clients, self.health, config.batch_size)
         self.dispatcher = Dispatcher(
-            config, self.clients, self.health, self.gate, self.spool, inbox, counters
+            config, self.clients, self.health, self.gate, self.spool, inbox, counters, ledger=self.ledger
         )
 
     def _prober(self) -> Prober:
@@ -208,6 +210,7 @@ class Supervisor:
             self._rescan()
         if now >= self._next_prune:
             self._prune()
+        self.parts.ledger.check()
         self._drain()
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
@@ -303,6 +306,7 @@ class Supervisor:
             held=len(self.inbox) if self._held else 0,
             oldest_waiting=str(self.parts.spool.relative(oldest.path)) if oldest else None,
             oldest_waiting_age=round(time.time() - oldest.first_seen_wall, 1) if oldest else None,
+            oldest_waiting_error=oldest.last_error if oldest else None,
             sent=self.counters.sent,
             failed=self.counters.failed,
         )

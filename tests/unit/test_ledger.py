@@ -1,0 +1,57 @@
+"""The ledger re-adds what an instance lost in an outage, and only that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from magnetd.health import OK
+from magnetd.ledger import WINDOW, Ledger
+from tests.unit.test_dispatch import CLOCK, FakeClient, drop, link, run, setup
+
+
+def with_ledger(tmp_path: Path) -> tuple[FakeClient, Ledger, object, object]:
+    client = FakeClient()
+    dispatcher, inbox, config = setup(tmp_path, {"only": client})
+    ledger = Ledger(dispatcher.clients, dispatcher.health, 1000, clock=CLOCK, sleep=lambda _: None)
+    dispatcher.ledger = ledger
+    drop(inbox, config, "a.magnet", link())
+    drop(inbox, config, "b.magnet", link())
+    assert run(dispatcher, inbox)
+    return client, ledger, dispatcher, inbox
+
+
+def test_torrents_lost_in_an_outage_are_added_again(tmp_path: Path) -> None:
+    client, ledger, dispatcher, _ = with_ledger(tmp_path)
+    given = set(client.have)
+    assert len(given) == 2
+    lost = sorted(given)[0]
+    client.have.discard(lost)  # qBittorrent listed it, then exited without saving it
+    dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
+    ledger.check()
+    assert client.have == given - {lost}, "nothing is contacted while the instance is out"
+    dispatcher.health.set_instance("only", OK)  # type: ignore[attr-defined]
+    with capture_logs() as events:
+        ledger.check()
+    assert client.have == given
+    readded = [e for e in events if e["event"] == "magnets_readded"]
+    assert readded and readded[0]["infohashes"] == [lost]
+    adds = len(client.adds)
+    ledger.check()  # the outage is settled: no second re-check
+    assert len(client.adds) == adds
+
+
+def test_no_outage_no_recheck_and_old_adds_are_forgotten(tmp_path: Path) -> None:
+    client, ledger, dispatcher, _ = with_ledger(tmp_path)
+    adds = len(client.adds)
+    ledger.check()
+    assert len(client.adds) == adds
+    CLOCK.now += WINDOW + 1
+    ledger.check()  # past the window: forgotten
+    client.have.clear()
+    dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
+    ledger.check()
+    dispatcher.health.set_instance("only", OK)  # type: ignore[attr-defined]
+    ledger.check()
+    assert len(client.adds) == adds and not client.have
