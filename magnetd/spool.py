@@ -8,13 +8,14 @@ a batch are fsynced once, at :meth:`Spool.flush`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import errno
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path, PurePath
 from typing import Any
@@ -56,20 +57,54 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _names(directory: Path, name: str) -> Iterator[str]:
+    """``directory/name``, then ``stem.2.suffix``, ``stem.3.suffix`` … (plain strings: this is hot)."""
+    base = os.fspath(directory)
+    yield os.path.join(base, name)
+    stem, dot, ext = name.rpartition(".")
+    stem, suffix = (stem, dot + ext) if stem else (name, "")
+    number = 1
+    while True:
+        number += 1
+        yield os.path.join(base, f"{stem}.{number}{suffix}")
+
+
 def free_name(directory: Path, name: str) -> Path:
     """``directory/name``, or ``stem.N.suffix`` with the lowest N that is free.
 
     A name is taken if a file, a link or an error record already uses it.
-    This runs once per moved file, so it sticks to plain string paths.
     """
-    base = os.fspath(directory)
-    stem, dot, ext = name.rpartition(".")
-    stem, suffix = (stem, dot + ext) if stem else (name, "")
-    candidate, number = os.path.join(base, name), 1
-    while os.path.lexists(candidate) or os.path.lexists(candidate + ERROR_SUFFIX):
-        number += 1
-        candidate = os.path.join(base, f"{stem}.{number}{suffix}")
-    return Path(candidate)
+    for candidate in _names(directory, name):
+        if not os.path.lexists(candidate) and not os.path.lexists(candidate + ERROR_SUFFIX):
+            return Path(candidate)
+    raise AssertionError("unreachable: the names never run out")
+
+
+Rename = Callable[[str, str], None]
+
+
+def _renameat2() -> Rename | None:
+    """``rename`` that refuses to replace an existing target (Linux ``renameat2``), if libc has it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None  # glibc before 2.28, or another libc without it
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+    def rename_noreplace(source: str, target: str) -> None:
+        if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE):
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), source, None, target)
+
+    return rename_noreplace
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_NOREPLACE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+rename_noreplace = _renameat2()
 
 
 def _copy_across(source: Path, target: Path) -> None:
@@ -95,21 +130,26 @@ def now_iso() -> str:
 class Spool:
     """Moves files out of the inbox for the one thread that owns the inbox."""
 
-    def __init__(self, folders: Folders) -> None:
+    def __init__(
+        self, folders: Folders, noreplace: Callable[[str, str], None] | None = rename_noreplace
+    ) -> None:
         self.folders = folders
         self._dirty: set[Path] = set()
         self._made: set[Path] = set()  # target folders known to exist
+        self.noreplace = noreplace  # None: check for a free name, then rename
 
     def relative(self, path: Path) -> PurePath:
         """``path`` relative to the inbox (its sub-folder is kept in sent/ and failed/)."""
         return path.relative_to(self.folders.inbox)
 
-    def _target(self, root: Path, rel: PurePath) -> Path:
-        directory = root / rel.parent
+    def _folder(self, directory: Path) -> Path:
         if directory not in self._made:
             directory.mkdir(parents=True, exist_ok=True)
             self._made.add(directory)
-        return free_name(directory, rel.name)
+        return directory
+
+    def _target(self, root: Path, rel: PurePath) -> Path:
+        return free_name(self._folder(root / rel.parent), rel.name)
 
     def _rename(self, source: Path, target: Path) -> None:
         try:
@@ -128,8 +168,34 @@ class Spool:
         self._dirty.add(target.parent)
 
     def sent(self, path: Path, rel: PurePath | None = None) -> Path:
-        """Move a fully sent file to ``sent/``; return where it went."""
-        target = self._target(self.folders.sent, rel or self.relative(path))
+        """Move a fully sent file to ``sent/``; return where it went.
+
+        With ``renameat2`` the free name is found by the rename itself: one
+        system call per file, and no window in which another writer could
+        take the name between a check and the move.
+        """
+        rel = rel or self.relative(path)
+        if self.noreplace is None:
+            return self._rename_checked(path, rel)
+        directory = self._folder(self.folders.sent / rel.parent)
+        for candidate in _names(directory, rel.name):
+            try:
+                self.noreplace(os.fspath(path), candidate)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NOREPLACE_UNSUPPORTED:
+                    return self._rename_checked(path, rel)
+                self.noreplace = None  # a file system without it: check, then rename
+                return self.sent(path, rel)
+            self._dirty.add(path.parent)
+            self._dirty.add(directory)
+            return Path(candidate)
+        raise AssertionError("unreachable: the names never run out")
+
+    def _rename_checked(self, path: Path, rel: PurePath) -> Path:
+        """The portable way, which also handles a vanished folder and another file system."""
+        target = self._target(self.folders.sent, rel)
         self._rename(path, target)
         return target
 

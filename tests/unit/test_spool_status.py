@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from magnetd import spool as spool_module
 from magnetd import status
 from magnetd.config import Folders
 from magnetd.model import LineError
@@ -23,9 +28,17 @@ def folders(tmp_path: Path) -> Folders:
     return made
 
 
-def test_moves_never_overwrite(tmp_path: Path) -> None:
+def unsupported(source: str, target: str) -> None:
+    raise OSError(errno.EINVAL, "Invalid argument", source, None, target)
+
+
+@pytest.mark.parametrize("way", ["renameat2", "checked", "unsupported"])
+def test_moves_never_overwrite(tmp_path: Path, way: str) -> None:
     f = folders(tmp_path)
-    spool = Spool(f)
+    if way == "renameat2" and spool_module.rename_noreplace is None:
+        pytest.skip("this libc has no renameat2")  # glibc >= 2.28 (Debian 10 and later) has it
+    ways = {"renameat2": spool_module.rename_noreplace, "checked": None, "unsupported": unsupported}
+    spool = Spool(f, noreplace=ways[way])  # checked: as on other systems; unsupported: a refusing FS
     for content in ("one", "two", "three"):
         (f.inbox / "sub").mkdir(exist_ok=True)
         (f.inbox / "sub" / "x.magnet").write_text(content)
@@ -35,6 +48,17 @@ def test_moves_never_overwrite(tmp_path: Path) -> None:
     assert names == ["x.2.magnet", "x.3.magnet", "x.magnet"]
     assert (f.sent / "sub" / "x.magnet").read_text() == "one"
     assert free_name(f.sent / "sub", "x.magnet").name == "x.4.magnet"
+    assert spool.noreplace is ways["renameat2" if way == "renameat2" else "checked"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux-only")
+def test_renameat2_is_found_on_linux_and_refuses_to_replace(tmp_path: Path) -> None:
+    assert spool_module.rename_noreplace is not None
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    with pytest.raises(FileExistsError):
+        spool_module.rename_noreplace(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_text() == "b"
 
 
 def test_failed_writes_the_record_first_and_partial_leaves_the_inbox_file(tmp_path: Path) -> None:
