@@ -1,33 +1,35 @@
 """Send a batch of inbox files to the first healthy instance, verify, and settle each file.
 
 A batch's magnets go in as few ``torrents/add`` requests as their options
-allow, and are verified with one ``torrents/info`` call. An instance-wide
-failure moves the whole batch to the next healthy instance or leaves it
-held in the inbox; only item-specific rejections ever reach ``failed/``.
+allow, and are verified with one ``torrents/info`` call. :meth:`Dispatcher.launch`
+hands a batch to the courier and returns at once; :meth:`Dispatcher.land` waits
+for its verdict and moves its files. An instance-wide failure moves the whole
+batch to the next healthy instance or leaves it held in the inbox; only
+item-specific rejections ever reach ``failed/``.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from magnetd import items, logs
 from magnetd.config import Config, Instance
+from magnetd.courier import Courier, Verdict, push
 from magnetd.health import UP, VPN_DOWN, Health, VpnGate
 from magnetd.inbox import Busy, Gone, Inbox, Waiting, read
 from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
-from magnetd.qbittorrent import Client, InstanceError, ItemRejected
+from magnetd.qbittorrent import Client, InstanceError
 from magnetd.spool import Spool, error_record
 
 if TYPE_CHECKING:
     from magnetd.ledger import Ledger
 
 MAX_ATTEMPTS = 3
-VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ≈ 1.6 s in all
 VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
 
 log = logs.get("magnetd.dispatch")
@@ -45,85 +47,19 @@ class Job:
 
 
 @dataclass
-class Verdict:
-    """What one instance did with a batch, by torrent id."""
+class Flight:
+    """A batch handed to the courier for one instance, not yet settled."""
 
-    instance: str
-    present: set[str] = field(default_factory=set)
-    refused: dict[str, str] = field(default_factory=dict)  # id -> detail
+    jobs: Sequence[Job]
+    instance: Instance
+    pairs: list[tuple[Entry, AddOptions]]
+    verdict: Future[Verdict]
 
 
 @dataclass
 class Counters:
     sent: int = 0
     failed: int = 0
-
-
-def push(
-    client: Client,
-    instance: str,
-    pairs: Sequence[tuple[Entry, AddOptions]],
-    batch_size: int,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Verdict:
-    """Add ``pairs`` (entry, options) to one instance and verify them; InstanceError passes up.
-
-    Magnets go in as few ``torrents/add`` requests as their options allow (at most
-    ``batch_size`` each), each ``.torrent`` in its own request.
-    """
-    verdict = Verdict(instance)
-    groups: dict[AddOptions, list[Entry]] = defaultdict(list)
-    torrents: list[tuple[Entry, AddOptions]] = []
-    for entry, options in pairs:
-        if entry.magnet is not None:
-            groups[options].append(entry)
-        else:
-            torrents.append((entry, options))
-    refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
-    accepted = False
-    for options, entries in groups.items():
-        for start in range(0, len(entries), batch_size):
-            chunk = entries[start : start + batch_size]
-            answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
-            accepted |= answer.accepted
-            verdict.present.update(answer.added_ids)
-            if not answer.accepted:
-                refusable.extend(_ids(chunk))
-    for entry, options in torrents:
-        try:
-            answer = client.add_torrent(_upload_name(entry), entry.torrent or b"", options)
-        except ItemRejected as exc:
-            verdict.refused[entry.torrent_id] = exc.detail
-            continue
-        accepted |= answer.accepted
-        verdict.present.update(answer.added_ids)
-        if not answer.accepted:
-            refusable.append(entry.torrent_id)
-    wanted = {entry.torrent_id for entry, _ in pairs} - set(verdict.refused)
-    verdict.present |= verify(client, wanted - verdict.present, accepted, sleep)
-    for torrent_id in refusable:
-        if torrent_id not in verdict.present:
-            verdict.refused[torrent_id] = _REFUSED
-    return verdict
-
-
-def verify(
-    client: Client, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
-) -> set[str]:
-    """The ids qBittorrent lists; with ``wait``, waits briefly for adds it is still processing."""
-    present: set[str] = set()
-    missing = set(ids)
-    for delay in VERIFY_DELAYS:
-        if not missing:
-            break
-        if delay:
-            sleep(delay)
-        found = client.present(missing)
-        present |= found
-        missing -= found
-        if not wait:
-            break
-    return present
 
 
 def backoff(attempts: int) -> float:
@@ -156,6 +92,7 @@ class Dispatcher:
         counters: Counters,
         sleep: Callable[[float], None] = time.sleep,
         ledger: Ledger | None = None,
+        courier: Courier | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -165,6 +102,7 @@ class Dispatcher:
         self.inbox = inbox
         self.counters = counters
         self.sleep = sleep
+        self.courier = courier or Courier(threaded=False)
         self.ledger = ledger
 
     # -- loading ---------------------------------------------------------------------------
@@ -219,10 +157,33 @@ class Dispatcher:
         return usable
 
     def send(self, jobs: Sequence[Job]) -> bool:
-        """Send ``jobs`` to the first instance that takes them; False if all were held."""
+        """Send ``jobs`` and settle them; False if they were held."""
+        flight = self.launch(jobs)
+        return flight is not None and self.land(flight)
+
+    def launch(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Flight | None:
+        """Hand ``jobs`` to the courier for the first healthy instance not in ``skip``; None: held."""
         for inst in self.candidates():
+            if inst.name in skip:
+                continue
+            pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
+            args = (self.clients[inst.name], inst.name, pairs, self.config.batch_size, self.sleep)
+            return Flight(jobs, inst, pairs, self.courier.submit(push, *args))
+        log.info("files_held", files=len(jobs), reason="no healthy instance")
+        return None
+
+    def land(self, flight: Flight) -> bool:
+        """Wait for a flight's verdict and settle its files; fail over on an instance-wide error.
+
+        False when no instance took the batch: its files stay in the inbox, held.
+        """
+        tried: set[str] = set()
+        while True:
+            inst = flight.instance
+            tried.add(inst.name)
+            waited = time.monotonic()
             try:
-                verdict = self._attempt(inst, jobs)
+                verdict = flight.verdict.result()
             except InstanceError as exc:
                 self.health.set_instance(inst.name, exc.status, exc.detail)
                 log.warning(
@@ -230,22 +191,29 @@ class Dispatcher:
                     instance=inst.name,
                     status=exc.status,
                     detail=exc.detail,
-                    files=len(jobs),
+                    files=len(flight.jobs),
                 )
+                retry = self.launch(flight.jobs, skip=tried)
+                if retry is None:
+                    return False
+                flight = retry
                 continue
-            for job in jobs:
+            settling = time.monotonic()
+            if self.ledger is not None:
+                self.ledger.record(inst.name, [p for p in flight.pairs if p[0].torrent_id in verdict.present])
+            for job in flight.jobs:
                 self._settle(job, verdict)
+            log.debug(
+                "batch_landed",
+                instance=inst.name,
+                files=len(flight.jobs),
+                magnets=len(flight.pairs),
+                add_ms=round(verdict.add_seconds * 1000, 1),
+                verify_ms=round(verdict.verify_seconds * 1000, 1),
+                waited_ms=round((settling - waited) * 1000, 1),
+                settle_ms=round((time.monotonic() - settling) * 1000, 1),
+            )
             return True
-        log.info("files_held", files=len(jobs), reason="no healthy instance")
-        return False
-
-    def _attempt(self, inst: Instance, jobs: Sequence[Job]) -> Verdict:
-        client = self.clients[inst.name]
-        pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
-        verdict = push(client, inst.name, pairs, self.config.batch_size, self.sleep)
-        if self.ledger is not None:
-            self.ledger.record(inst.name, [p for p in pairs if p[0].torrent_id in verdict.present])
-        return verdict
 
     # -- settling --------------------------------------------------------------------------
 
@@ -346,7 +314,6 @@ class Dispatcher:
         self.inbox.retry_later(waiting, backoff(waiting.attempts + 1), f"move failed: {exc}")
 
 
-_REFUSED = "qBittorrent refused it (not added, not already present)"
 _NOT_LISTED = "qBittorrent accepted the request but never listed this torrent"
 
 
@@ -365,8 +332,4 @@ def _hash_fields(ids: list[str]) -> dict[str, object]:
     return {"infohash": ids[0]} if len(ids) == 1 else {"infohashes": ids, "count": len(ids)}
 
 
-def _upload_name(entry: Entry) -> str:
-    return f"{entry.torrent_id}.torrent"
-
-
-__all__ = ["Counters", "Dispatcher", "Job", "options_for", "push", "verify"]
+__all__ = ["Counters", "Dispatcher", "Flight", "Job", "options_for"]

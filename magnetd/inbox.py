@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from magnetd.model import Rejected
-from magnetd.watcher import Seen, in_hidden_dir, is_candidate
+from magnetd.model import Rejected, Seen
+from magnetd.watcher import in_hidden_dir, is_candidate
 
 EMPTY_GRACE = 5.0  # an empty file may be a placeholder about to be replaced (browsers do this)
 F_SETLEASE = 1024  # Linux fcntl commands, absent from Python's fcntl module

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from magnetd import logs
-from magnetd.dispatch import push, verify
+from magnetd.courier import push, verify
 from magnetd.health import OK, Health
 from magnetd.model import AddOptions, Entry
 from magnetd.qbittorrent import Client, InstanceError

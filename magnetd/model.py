@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,12 @@ class Item:
     entries: tuple[Entry, ...]
     rejects: tuple[LineError, ...] = ()
     options: AddOptions = AddOptions()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A path the watcher noticed; ``how`` is "moved", "created", "closed", "modified", "scan",
+    "dir" (a folder arrived: scan it) or "error" (events may be lost: rescan)."""
+
+    path: Path
+    how: str

@@ -10,26 +10,29 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from magnetd import logs, status
 from magnetd.config import Config, ConfigError, load
-from magnetd.dispatch import Counters, Dispatcher, Job
+from magnetd.courier import Courier
+from magnetd.dispatch import Counters, Dispatcher, Flight, Job
 from magnetd.health import Health, Prober, VpnGate
 from magnetd.inbox import Inbox
 from magnetd.ledger import Ledger
+from magnetd.model import Seen
 from magnetd.qbittorrent import Client
 from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso, prune
 from magnetd.systemd import Notifier
-from magnetd.watcher import Seen, Watcher, scan
+from magnetd.watcher import Watcher, scan
 
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
 PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/
-ROUND_BATCHES = 10  # add requests per send round: qBittorrent works on them while more are sent
-ROUND_BYTES = 64 * 1024 * 1024  # and no more file data than this held in memory per round
+IN_FLIGHT = 4  # batches with the courier while the loop reads the next one and settles earlier ones
+BATCH_BYTES = 16 * 1024 * 1024  # file data per batch, so at most ~48 MiB of it is held at once
 
 log = logs.get("magnetd")
 
@@ -56,8 +59,17 @@ class Parts:
         self.prober = self._prober()
         self.spool = Spool(config.folders)
         self.ledger = Ledger(self.clients, self.health, config.batch_size)
+        self.courier = Courier()
         self.dispatcher = Dispatcher(
-            config, self.clients, self.health, self.gate, self.spool, inbox, counters, ledger=self.ledger
+            config,
+            self.clients,
+            self.health,
+            self.gate,
+            self.spool,
+            inbox,
+            counters,
+            ledger=self.ledger,
+            courier=self.courier,
         )
 
     def _prober(self) -> Prober:
@@ -70,6 +82,7 @@ class Parts:
 
     def close(self) -> None:
         self.prober.stop()
+        self.courier.close()
         for client in self.clients.values():
             client.close()
 
@@ -233,8 +246,11 @@ class Supervisor:
         self._next_rescan = time.monotonic() + self.config.watch.rescan_interval
 
     def _drain(self) -> None:
-        """Send every due file, oldest first, batch by batch, while an instance takes them."""
-        dispatcher = self.parts.dispatcher
+        """Send every due file, oldest first, batch by batch, while an instance takes them.
+
+        Up to ``IN_FLIGHT`` batches are with the courier at once; each is landed
+        (its files moved) in order, and all of them before this returns.
+        """
         usable = bool(self.parts.health.usable())
         if not usable:
             if len(self.inbox) and not self._held:
@@ -249,10 +265,20 @@ class Supervisor:
         if self._held:
             log.info("drain_started", files=len(self.inbox))
         self._held = False
+        flights: deque[Flight] = deque()
+        try:
+            self._launch_due(flights)
+        finally:
+            while flights:
+                self._land(flights.popleft())
+            self.parts.spool.flush()  # files that failed while being read
+
+    def _launch_due(self, flights: deque[Flight]) -> None:
+        dispatcher = self.parts.dispatcher
         batch: list[Job] = []
         entries = size = 0
         for waiting in self.inbox.due():
-            if self._stop.is_set():
+            if self._stop.is_set() or self._held:
                 return
             job = dispatcher.load(waiting)
             if job is None:
@@ -260,31 +286,44 @@ class Supervisor:
             batch.append(job)
             entries += len(job.item.entries)
             size += len(job.data)
-            if entries >= self.config.batch_size * ROUND_BATCHES or size >= ROUND_BYTES:
-                if not self._send(batch):
-                    return
+            if entries >= self.config.batch_size or size >= BATCH_BYTES:
+                self._launch(batch, flights)
                 batch, entries, size = [], 0, 0
-        if batch:
-            self._send(batch)
-        self.parts.spool.flush()
+        if batch and not self._held:
+            self._launch(batch, flights)
 
-    def _send(self, batch: list[Job]) -> bool:
-        dispatcher = self.parts.dispatcher
+    def _launch(self, batch: list[Job], flights: deque[Flight]) -> None:
+        """Hand ``batch`` over, then land every flight that is done or one too many."""
         try:
-            sent = dispatcher.send(batch)
+            flight = self.parts.dispatcher.launch(batch)
         except Exception as exc:
-            log.error("batch_error", error=repr(exc), files=len(batch))
-            for job in batch:
-                if job.waiting.path.exists():
-                    dispatcher.trouble(job.waiting, job.rel, "internal_error", repr(exc))
-            sent = True
+            self._batch_error(batch, exc)
+            return
+        if flight is None:
+            self._held = True
+            return
+        flights.append(flight)
+        while flights and (len(flights) > IN_FLIGHT or flights[0].verdict.done()):
+            self._land(flights.popleft())
+
+    def _land(self, flight: Flight) -> None:
+        try:
+            landed = self.parts.dispatcher.land(flight)
+        except Exception as exc:
+            self._batch_error(flight.jobs, exc)
+            landed = True
         self.parts.spool.flush()
-        self._held = not sent
+        self._held = not landed
         now = time.monotonic()
         self.notifier.watchdog(now)
         if now >= self._next_snapshot:
             self._snapshot()
-        return sent
+
+    def _batch_error(self, batch: Sequence[Job], exc: Exception) -> None:
+        log.error("batch_error", error=repr(exc), files=len(batch))
+        for job in batch:
+            if job.waiting.path.exists():
+                self.parts.dispatcher.trouble(job.waiting, job.rel, "internal_error", repr(exc))
 
     # -- status, reload, shutdown ------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""Watch the inbox: a watchdog observer that only queues paths, plus full scans.
+"""Watch the inbox: a thread that only queues paths, plus full scans.
 
-The observer thread never touches files: its handler pushes ``Seen`` records
-into a queue the supervisor drains. A handler error cannot kill the observer,
-and the supervisor checks :meth:`Watcher.alive` and rebuilds it when needed.
+On Linux that thread reads inotify itself (:mod:`magnetd.inotify`); elsewhere,
+and when polling, it is a watchdog observer. Neither touches files: each
+pushes ``Seen`` records into a queue the supervisor drains. A handler error
+cannot kill the observer, and the supervisor checks :meth:`Watcher.alive` and
+rebuilds it when needed.
 Lost events (inotify overflow, network shares) are covered by periodic scans.
 """
 
@@ -12,7 +14,6 @@ import os
 import queue
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,14 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+
+from magnetd.inotify import InotifyReader
+from magnetd.model import Seen
 
 KINDS = (".magnet", ".url", ".json", ".torrent")
 TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", ".!qb", "~")
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs")
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A path the watcher noticed; ``how`` is "moved", "created", "closed", "modified" or "scan"."""
-
-    path: Path
-    how: str
 
 
 def is_candidate(name: str) -> bool:
@@ -133,31 +128,10 @@ class _Handler(FileSystemEventHandler):
 
 
 def _observer(polling: bool) -> Any:
-    """The observer: polling, inotify asking only for arrivals (Linux), or the platform's own."""
+    """watchdog's observer: polling, or the platform's own (not used for inotify on Linux)."""
     if polling:
         return PollingObserver(timeout=1.0)
-    if sys.platform.startswith("linux"):
-        return BaseObserver(_arrivals_emitter(), timeout=1.0)
     return Observer()
-
-
-def _arrivals_emitter() -> Any:
-    """An inotify emitter that never asks for IN_MOVED_FROM.
-
-    Every file magnetd moves out of the inbox would raise one. watchdog holds
-    each unpaired one for half a second and pairs them by a linear scan, which
-    turns a 10,000-file drain quadratic. The "full events" emitter reports an
-    unpaired IN_MOVED_TO as a move (not a creation), so a file renamed in is
-    still known to be complete and is read at once.
-    """
-    from watchdog.observers.inotify import InotifyFullEmitter
-    from watchdog.observers.inotify_c import InotifyConstants as C
-
-    class ArrivalsEmitter(InotifyFullEmitter):  # type: ignore[misc]
-        def get_event_mask_from_filter(self) -> Any:
-            return C.IN_MOVED_TO | C.IN_CREATE | C.IN_CLOSE_WRITE | C.IN_DELETE_SELF
-
-    return ArrivalsEmitter
 
 
 class Watcher:
@@ -169,12 +143,18 @@ class Watcher:
         self.polling_setting = polling
         self.polling = False
         self._observer: Any = None
+        self._reader: InotifyReader | None = None
 
     def start(self) -> None:
         """Start (or restart) watching; raises OSError when the inbox cannot be watched."""
         self.stop()
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.polling = use_polling(self.polling_setting, self.inbox)
+        if not self.polling and sys.platform.startswith("linux"):
+            reader = InotifyReader(self.inbox, self.out)
+            reader.start()
+            self._reader = reader
+            return
         observer = _observer(self.polling)
         observer.schedule(_Handler(self.out), os.fspath(self.inbox), recursive=True)
         observer.daemon = True
@@ -183,9 +163,13 @@ class Watcher:
 
     def alive(self) -> bool:
         """True while the observer thread runs and the inbox still exists."""
-        return bool(self._observer and self._observer.is_alive() and self.inbox.is_dir())
+        running = self._reader.alive() if self._reader else bool(self._observer and self._observer.is_alive())
+        return running and self.inbox.is_dir()
 
     def stop(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
         observer, self._observer = self._observer, None
         if observer is not None:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -10,13 +11,13 @@ import pytest
 
 from magnetd import items
 from magnetd.config import Config, Folders, Instance, Secret
+from magnetd.courier import Courier
 from magnetd.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
 from magnetd.health import OK, Health
 from magnetd.inbox import Inbox
-from magnetd.model import AddOptions
+from magnetd.model import AddOptions, Seen
 from magnetd.qbittorrent import AddAnswer, InstanceError
 from magnetd.spool import Spool, ensure_folders
-from magnetd.watcher import Seen
 
 
 class FakeClient:
@@ -26,8 +27,13 @@ class FakeClient:
         self.fail, self.refuse, self.lose = fail, refuse, lose
         self.have: set[str] = set()
         self.adds: list[tuple[list[str], AddOptions]] = []
+        self.threads: set[str] = set()  # where add_magnets ran
+        self.gate: threading.Event | None = None  # when set, each add waits for it
 
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
+        self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
         if self.fail:
             raise InstanceError(self.fail, "connection dropped")
         self.adds.append((list(uris), options))
@@ -43,7 +49,9 @@ class FakeClient:
         return self.have & set(ids)
 
 
-def setup(tmp_path: Path, clients: dict[str, FakeClient]) -> tuple[Dispatcher, Inbox, Config]:
+def setup(
+    tmp_path: Path, clients: dict[str, FakeClient], courier: Courier | None = None
+) -> tuple[Dispatcher, Inbox, Config]:
     folders = Folders(tmp_path / "in", tmp_path / "sent", tmp_path / "failed", tmp_path / "state")
     ensure_folders(folders)
     instances = tuple(Instance(n, f"http://{n}/", "u", Secret("p")) for n in clients)
@@ -61,6 +69,7 @@ def setup(tmp_path: Path, clients: dict[str, FakeClient]) -> tuple[Dispatcher, I
         inbox,
         Counters(),  # type: ignore[arg-type]
         sleep=lambda _: None,
+        courier=courier,
     )
     return dispatcher, inbox, config
 
@@ -108,6 +117,54 @@ def test_failover_sends_the_whole_batch_to_the_next_instance(tmp_path: Path) -> 
     assert [i.name for i in dispatcher.health.usable()] == ["secondary"]
     categories = {options.category for _, options in secondary.adds}
     assert categories == {None, "books"}
+
+
+def test_launch_returns_while_the_courier_adds_and_land_settles_in_order(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.gate = threading.Event()
+    courier = Courier()
+    dispatcher, inbox, config = setup(tmp_path, {"only": client}, courier)
+    try:
+        for name in ("a", "b", "c"):
+            drop(inbox, config, f"{name}.magnet", link())
+        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        assert all(f is not None and not f.verdict.done() for f in flights)  # the owner was not blocked
+        assert list(config.folders.sent.iterdir()) == []
+        client.gate.set()
+        assert all(dispatcher.land(f) for f in flights if f is not None)
+    finally:
+        courier.close()
+    assert sorted(p.name for p in config.folders.sent.iterdir()) == ["a.magnet", "b.magnet", "c.magnet"]
+    assert client.threads == {"magnetd-courier_0"} and len(inbox) == 0
+
+
+def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path: Path) -> None:
+    primary, secondary = FakeClient(fail="UNREACHABLE"), FakeClient()
+    courier = Courier()
+    dispatcher, inbox, config = setup(tmp_path, {"primary": primary, "secondary": secondary}, courier)
+    try:
+        drop(inbox, config, "a.magnet", link())
+        drop(inbox, config, "b.magnet", link())
+        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        assert [f.instance.name for f in flights if f] == ["primary", "primary"]  # launched before it failed
+        assert all(dispatcher.land(f) for f in flights if f is not None)
+    finally:
+        courier.close()
+    assert sorted(p.name for p in config.folders.sent.iterdir()) == ["a.magnet", "b.magnet"]
+    assert len(secondary.adds) == 2 and [i.name for i in dispatcher.health.usable()] == ["secondary"]
+
+
+def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:
+    courier = Courier()
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail="TIMEOUT")}, courier)
+    try:
+        path = drop(inbox, config, "a.magnet", link())
+        flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
+        assert flight is not None and not dispatcher.land(flight)
+        assert dispatcher.launch([]) is None  # and nothing is launched while nothing is healthy
+    finally:
+        courier.close()
+    assert path.exists() and len(inbox) == 1 and list(config.folders.failed.iterdir()) == []
 
 
 def test_nothing_healthy_holds_files_untouched(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from magnetd.inbox import Busy, Inbox, read
-from magnetd.model import Rejected
-from magnetd.watcher import Seen, is_candidate, scan
+from magnetd.model import Rejected, Seen
+from magnetd.watcher import is_candidate, scan
 
 
 def test_candidates_skip_hidden_temporary_and_unknown_names() -> None:

@@ -1,0 +1,133 @@
+"""Carry magnets to one instance and bring back what it has: add, then verify by id.
+
+:func:`push` is the whole exchange for one batch. It touches no file, so it can
+run on the courier thread while the thread that owns the inbox reads the next
+batch and moves the files of the previous one. :class:`Courier` is that thread
+(or, for tests and one-shot use, no thread at all).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from magnetd.model import AddOptions, Entry
+from magnetd.qbittorrent import Client, ItemRejected
+
+VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ≈ 1.6 s in all
+REFUSED = "qBittorrent refused it (not added, not already present)"
+
+T = TypeVar("T")
+
+
+@dataclass
+class Verdict:
+    """What one instance did with a batch, by torrent id."""
+
+    instance: str
+    present: set[str] = field(default_factory=set)
+    refused: dict[str, str] = field(default_factory=dict)  # id -> detail
+    add_seconds: float = 0.0  # time spent in torrents/add requests
+    verify_seconds: float = 0.0  # time spent verifying, waits included
+
+
+def push(
+    client: Client,
+    instance: str,
+    pairs: Sequence[tuple[Entry, AddOptions]],
+    batch_size: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Verdict:
+    """Add ``pairs`` (entry, options) to one instance and verify them; InstanceError passes up.
+
+    Magnets go in as few ``torrents/add`` requests as their options allow (at most
+    ``batch_size`` each), each ``.torrent`` in its own request.
+    """
+    verdict = Verdict(instance)
+    started = time.monotonic()
+    groups: dict[AddOptions, list[Entry]] = defaultdict(list)
+    torrents: list[tuple[Entry, AddOptions]] = []
+    for entry, options in pairs:
+        if entry.magnet is not None:
+            groups[options].append(entry)
+        else:
+            torrents.append((entry, options))
+    refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
+    accepted = False
+    for options, entries in groups.items():
+        for start in range(0, len(entries), batch_size):
+            chunk = entries[start : start + batch_size]
+            answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
+            accepted |= answer.accepted
+            verdict.present.update(answer.added_ids)
+            if not answer.accepted:
+                refusable.extend(e.torrent_id for e in chunk)
+    for entry, options in torrents:
+        try:
+            answer = client.add_torrent(f"{entry.torrent_id}.torrent", entry.torrent or b"", options)
+        except ItemRejected as exc:
+            verdict.refused[entry.torrent_id] = exc.detail
+            continue
+        accepted |= answer.accepted
+        verdict.present.update(answer.added_ids)
+        if not answer.accepted:
+            refusable.append(entry.torrent_id)
+    wanted = {entry.torrent_id for entry, _ in pairs} - set(verdict.refused)
+    added = time.monotonic()
+    verdict.present |= verify(client, wanted - verdict.present, accepted, sleep)
+    verdict.add_seconds, verdict.verify_seconds = added - started, time.monotonic() - added
+    for torrent_id in refusable:
+        if torrent_id not in verdict.present:
+            verdict.refused[torrent_id] = REFUSED
+    return verdict
+
+
+def verify(
+    client: Client, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
+) -> set[str]:
+    """The ids qBittorrent lists; with ``wait``, waits briefly for adds it is still processing."""
+    present: set[str] = set()
+    missing = set(ids)
+    for delay in VERIFY_DELAYS:
+        if not missing:
+            break
+        if delay:
+            sleep(delay)
+        found = client.present(missing)
+        present |= found
+        missing -= found
+        if not wait:
+            break
+    return present
+
+
+class Courier:
+    """Runs exchanges one at a time, in order, on one worker thread (``threaded``) or inline.
+
+    One thread is enough: qBittorrent answers its WebAPI from one thread too.
+    What it buys is overlap: qBittorrent adds and lists one batch while magnetd
+    reads the next and moves the files of the one before.
+    """
+
+    def __init__(self, threaded: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="magnetd-courier") if threaded else None
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Start ``fn(*args)`` (after every earlier one); its result or exception comes in the future."""
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # delivered to whoever asks for the result, as the pool does
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,103 @@
+"""The Linux inotify reader, on a real inotify descriptor and real folders."""
+
+from __future__ import annotations
+
+import os
+import queue
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from magnetd.model import Seen
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
+
+if sys.platform.startswith("linux"):
+    from magnetd.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, InotifyReader, parse
+
+Watched = tuple[Path, "queue.SimpleQueue[Any]", "InotifyReader"]
+
+
+def take(out: queue.SimpleQueue[Any], count: int, timeout: float = 5.0) -> list[Seen]:
+    """The next ``count`` records (fails if they do not come)."""
+    return [out.get(timeout=timeout) for _ in range(count)]
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[Watched]:
+    inbox = tmp_path / "inbox"
+    (inbox / "books").mkdir(parents=True)
+    (inbox / ".staging").mkdir()
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    reader = InotifyReader(inbox, out)
+    reader.start()
+    yield inbox, out, reader
+    reader.stop()
+
+
+def test_parse_reads_packed_events_with_padded_names() -> None:
+    raw = struct.pack("iIII", 1, IN_MOVED_TO, 7, 16) + b"a.magnet".ljust(16, b"\0")
+    raw += struct.pack("iIII", 2, IN_CLOSE_WRITE, 0, 0)
+    assert parse(raw) == [(1, IN_MOVED_TO, b"a.magnet"), (2, IN_CLOSE_WRITE, b"")]
+
+
+def test_arrivals_are_reported_by_how_they_came(watched: Watched) -> None:
+    inbox, out, _reader = watched
+    staged = inbox / ".staging" / "x.magnet"
+    staged.write_text("m")  # in a hidden folder: nothing is reported
+    staged.rename(inbox / "books" / "moved.magnet")
+    assert take(out, 1) == [Seen(inbox / "books" / "moved.magnet", "moved")]
+    (inbox / "written.magnet").write_text("m")
+    assert take(out, 2) == [
+        Seen(inbox / "written.magnet", "created"),
+        Seen(inbox / "written.magnet", "closed"),
+    ]
+    time.sleep(0.1)
+    assert out.empty()
+
+
+def test_new_folders_are_reported_and_watched(watched: Watched) -> None:
+    inbox, out, _reader = watched
+    (inbox / "new").mkdir()
+    assert take(out, 1) == [Seen(inbox / "new", "dir")]
+    os.rename(inbox / "new", inbox / "renamed")  # a move within the inbox keeps its watch
+    assert take(out, 1) == [Seen(inbox / "renamed", "dir")]
+    (inbox / "renamed" / "later.magnet").write_text("m")
+    assert take(out, 2)[1] == Seen(inbox / "renamed" / "later.magnet", "closed")
+    (inbox / ".hidden").mkdir()
+    (inbox / ".hidden" / "no.magnet").write_text("m")
+    (inbox / "renamed" / "after.magnet").write_text("m")
+    assert take(out, 1) == [Seen(inbox / "renamed" / "after.magnet", "created")]  # nothing from .hidden
+
+
+def test_a_folder_moved_out_is_no_longer_watched(watched: Watched, tmp_path: Path) -> None:
+    inbox, out, _reader = watched
+    os.rename(inbox / "books", tmp_path / "books-out")
+    (inbox / "marker.magnet").write_text("m")  # once this is reported, so was the move before it
+    assert take(out, 2)[1] == Seen(inbox / "marker.magnet", "closed")
+    (tmp_path / "books-out" / "gone.magnet").write_text("m")
+    (inbox / "here.magnet").write_text("m")
+    assert take(out, 2) == [Seen(inbox / "here.magnet", "created"), Seen(inbox / "here.magnet", "closed")]
+
+
+def test_the_reader_ends_when_the_inbox_goes_and_stop_is_clean(watched: Watched, tmp_path: Path) -> None:
+    inbox, _out, reader = watched
+    assert reader.alive()
+    os.rename(inbox, tmp_path / "elsewhere")
+    deadline = time.monotonic() + 5
+    while reader.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not reader.alive()
+    reader.stop()
+    reader.stop()  # twice is harmless
+
+
+def test_starting_on_a_missing_folder_raises(tmp_path: Path) -> None:
+    reader = InotifyReader(tmp_path / "missing", queue.SimpleQueue())
+    with pytest.raises(FileNotFoundError):
+        reader.start()
