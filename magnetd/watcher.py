@@ -45,12 +45,14 @@ def is_candidate(name: str) -> bool:
 
 
 def in_hidden_dir(path: Path, root: Path) -> bool:
-    """True for paths under a hidden sub-folder of ``root`` (e.g. ``.staging/``)."""
-    try:
-        parts = path.relative_to(root).parts[:-1]
-    except ValueError:
+    """True for paths under a hidden sub-folder of ``root`` (e.g. ``.staging/``), or not under it.
+
+    Runs for every event, so it works on the strings (no ``relative_to``).
+    """
+    text, base = os.fspath(path), os.fspath(root).rstrip(os.sep) + os.sep
+    if not text.startswith(base):
         return True
-    return any(part.startswith(".") for part in parts)
+    return any(part.startswith(".") for part in text[len(base) :].split(os.sep)[:-1])
 
 
 def scan(root: Path) -> Iterator[Path]:

@@ -10,7 +10,7 @@ import pytest
 
 from magnetd.inbox import Busy, Inbox, read
 from magnetd.model import Rejected, Seen
-from magnetd.watcher import is_candidate, scan
+from magnetd.watcher import in_hidden_dir, is_candidate, scan
 
 
 def test_candidates_skip_hidden_temporary_and_unknown_names() -> None:
@@ -25,6 +25,17 @@ def test_candidates_skip_hidden_temporary_and_unknown_names() -> None:
         "a.txt",
     ):
         assert not is_candidate(name), name
+
+
+def test_hidden_folders_and_paths_outside_the_inbox_are_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "inbox"
+    assert not in_hidden_dir(root / "a.magnet", root)
+    assert not in_hidden_dir(root / "books" / "sci-fi" / "a.magnet", root)
+    assert not in_hidden_dir(root / "books" / ".a.magnet", root)  # a hidden *file* is is_candidate's job
+    assert in_hidden_dir(root / ".staging" / "a.magnet", root)
+    assert in_hidden_dir(root / "books" / ".part" / "a.magnet", root)
+    assert in_hidden_dir(tmp_path / "inbox2" / "a.magnet", root)  # a sibling that shares the prefix
+    assert in_hidden_dir(tmp_path / "a.magnet", root)
 
 
 def test_scan_finds_files_in_sub_folders_but_not_hidden_ones(tmp_path: Path) -> None:
