@@ -69,6 +69,8 @@ def rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
             Row(
                 f"bulk{n}_rename_s", f"bulk {n}: renaming the files in (producer)", "s", f"bulk{n}_magnetd_s"
             ),
+            Row(f"bulk{n}_cpu_s", f"bulk {n}: magnetd CPU, all threads", "s", f"bulk{n}_magnetd_s"),
+            Row(f"bulk{n}_qbt_cpu_s", f"bulk {n}: qBittorrent CPU, same run", "s", f"bulk{n}_magnetd_s"),
         ]
     if len(sizes) > 1:
         small, large = min(sizes), max(sizes)

@@ -172,6 +172,13 @@ def cpu_split(pid: int, before: dict[int, float]) -> tuple[float, float]:
     return sum(spent.values()), spent.get(pid, 0.0)
 
 
+def qbt_cpu(server: Qbt) -> float:
+    """CPU seconds the instance's process has used so far (all its threads)."""
+    if server.process is None:
+        raise BenchError("qbittorrent-nox is not running")
+    return cpu_seconds(server.process.pid)
+
+
 def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
     """N files renamed into magnetd's inbox at once; until all are in sent/ (and in the log)."""
     items = magnets(f"b{n}-m", n)
@@ -187,12 +194,14 @@ def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
             if n == max(settings.bulk_sizes):
                 profiled(spying, rig, pid, f"bulk{n}")
             cpu_before = thread_cpu(pid)
+            qbt_before = qbt_cpu(server)
             start = time.monotonic()
             rename_in(staging, daemon.inbox, items)
             renamed = time.monotonic() - start
             what = f"all {n} files in magnetd's sent/"
             done = sent.seen.wait_count(n, f"b{n}-m-", bulk_timeout(n), what)
             cpu, main_cpu = cpu_split(pid, cpu_before)
+            qbt_cpu_s = qbt_cpu(server) - qbt_before
         logged = log.seen.wait_count(n, f"b{n}-m-", DROP_TIMEOUT, f"all {n} adds in qBittorrent's log")
         floor = floor_seconds(logged_in(server), items)
         rss = peak_rss_mb(pid)
@@ -204,6 +213,7 @@ def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
         f"bulk{n}_rename_s": renamed,
         f"bulk{n}_cpu_s": cpu,
         f"bulk{n}_main_cpu_s": main_cpu,
+        f"bulk{n}_qbt_cpu_s": qbt_cpu_s,
         f"rss_bulk{n}_mb": rss,
     }
 

@@ -31,6 +31,7 @@ QUICK_FIGURES = [
     "bulk200_watch_s",
     "bulk200_watch_per_file_ms",
     "bulk200_cpu_s",
+    "bulk200_qbt_cpu_s",
     "drain200_s",
     "drain200_per_file_ms",
     "idle_cpu_percent",
