@@ -64,6 +64,12 @@ def rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
             ),
             Row(f"bulk{n}_magnetd_log_s", f"bulk {n}: magnetd, all in log", "s", f"bulk{n}_watch_s"),
             Row(f"bulk{n}_floor_s", f"bulk {n}: verification floor (1 torrents/info)", "s"),
+            Row(
+                f"bulk{n}_api_s",
+                f"bulk {n}: bare WebAPI, add + info per 1000, no files",
+                "s",
+                f"bulk{n}_floor_s",
+            ),
             Row(f"bulk{n}_watch_s", f"bulk {n}: watched folder, all in log", "s"),
             Row(f"bulk{n}_watch_per_file_ms", f"bulk {n}: watched folder per file", "ms"),
             Row(

@@ -31,6 +31,7 @@ from tests.qbt import Qbt, QbtApi
 Figures = dict[str, float]
 DROP_TIMEOUT = 60.0  # seconds for one dropped file to show up
 FLOOR_REPEATS = 3
+API_BATCH = 1000  # magnets per request in the bare-WebAPI reference: magnetd's default batch_size
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,31 @@ def bulk_watch(rig: Rig, n: int, settings: Settings) -> Figures:
     return {f"bulk{n}_watch_s": done - start, f"bulk{n}_watch_per_file_ms": (done - start) / n * 1000}
 
 
+def bulk_api(rig: Rig, n: int, batch: int = API_BATCH) -> Figures:
+    """What qBittorrent needs with no files at all: per ``batch`` magnets, one add, then info.
+
+    The same requests magnetd makes (``torrents/info`` again for any hash not yet
+    listed), sent back to back from this process on a fresh instance.
+    """
+    items = magnets(f"b{n}-a", n)
+    with ExitStack() as stack:
+        api = logged_in(rig.qbt(stack, f"bulk{n}-api"))
+        start = time.monotonic()
+        for first in range(0, n, batch):
+            chunk = items[first : first + batch]
+            api.request("POST", "torrents/add", data={"urls": "\n".join(item.uri for item in chunk)})
+            missing = {item.infohash for item in chunk}
+            deadline = time.monotonic() + DROP_TIMEOUT
+            while missing:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"qBittorrent never listed {len(missing)} added torrents")
+                listed = api.request("POST", "torrents/info", data={"hashes": "|".join(missing)}).json()
+                missing -= {torrent["hash"] for torrent in listed}
+        return {f"bulk{n}_api_s": time.monotonic() - start}
+
+
 def bulk(rig: Rig, n: int, settings: Settings) -> Figures:
-    return {**bulk_magnetd(rig, n, settings), **bulk_watch(rig, n, settings)}
+    return {**bulk_magnetd(rig, n, settings), **bulk_api(rig, n), **bulk_watch(rig, n, settings)}
 
 
 # -- 3. drain -------------------------------------------------------------------------------

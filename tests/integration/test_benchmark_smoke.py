@@ -28,6 +28,7 @@ QUICK_FIGURES = [
     "bulk200_magnetd_per_file_ms",
     "bulk200_magnetd_log_s",
     "bulk200_floor_s",
+    "bulk200_api_s",
     "bulk200_watch_s",
     "bulk200_watch_per_file_ms",
     "bulk200_cpu_s",
