@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as Pending
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from magnetd import items, logs
 from magnetd.config import Config, Instance
 from magnetd.courier import Courier, Verdict, push
 from magnetd.health import UP, VPN_DOWN, Health, VpnGate
-from magnetd.inbox import Busy, Gone, Inbox, Waiting, read
+from magnetd.inbox import Busy, Gone, Inbox, Waiting, read, unchanged
 from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
 from magnetd.qbittorrent import Client, InstanceError
 from magnetd.spool import Spool, error_record
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from magnetd.ledger import Ledger
 
 MAX_ATTEMPTS = 3
+KEEPALIVE = 1.0  # seconds: while waiting for the courier, call ``keepalive`` at least this often
 VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
 
 log = logs.get("magnetd.dispatch")
@@ -93,6 +95,7 @@ class Dispatcher:
         sleep: Callable[[float], None] = time.sleep,
         ledger: Ledger | None = None,
         courier: Courier | None = None,
+        keepalive: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -103,6 +106,7 @@ class Dispatcher:
         self.counters = counters
         self.sleep = sleep
         self.courier = courier or Courier(threaded=False)
+        self.keepalive = keepalive  # e.g. the systemd watchdog: a slow instance is not a hung loop
         self.ledger = ledger
 
     # -- loading ---------------------------------------------------------------------------
@@ -167,10 +171,27 @@ class Dispatcher:
             if inst.name in skip:
                 continue
             pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
-            args = (self.clients[inst.name], inst.name, pairs, self.config.batch_size, self.sleep)
-            return Flight(jobs, inst, pairs, self.courier.submit(push, *args))
+            return Flight(jobs, inst, pairs, self.courier.submit(self._carry, inst, pairs))
         log.info("files_held", files=len(jobs), reason="no healthy instance")
         return None
+
+    def _carry(self, inst: Instance, pairs: list[tuple[Entry, AddOptions]]) -> Verdict:
+        """On the courier: push, unless an earlier batch found the instance down meanwhile."""
+        if inst not in self.health.usable():
+            raise InstanceError(_SKIPPED, f"{inst.name} stopped being usable before this batch was sent")
+        try:
+            return push(self.clients[inst.name], inst.name, pairs, self.config.batch_size, self.sleep)
+        except InstanceError as exc:  # at once, so that batches queued behind this one skip it
+            self.health.set_instance(inst.name, exc.status, exc.detail)
+            raise
+
+    def _verdict(self, flight: Flight) -> Verdict:
+        """The flight's verdict, calling ``keepalive`` while it is not there yet."""
+        while True:
+            try:
+                return flight.verdict.result(timeout=KEEPALIVE)
+            except Pending:
+                self.keepalive()
 
     def land(self, flight: Flight) -> bool:
         """Wait for a flight's verdict and settle its files; fail over on an instance-wide error.
@@ -183,9 +204,8 @@ class Dispatcher:
             tried.add(inst.name)
             waited = time.monotonic()
             try:
-                verdict = flight.verdict.result()
+                verdict = self._verdict(flight)
             except InstanceError as exc:
-                self.health.set_instance(inst.name, exc.status, exc.detail)
                 log.warning(
                     "batch_failover",
                     instance=inst.name,
@@ -219,6 +239,10 @@ class Dispatcher:
 
     def _settle(self, job: Job, verdict: Verdict) -> None:
         """Move one file to its outcome, or schedule a retry for entries still unconfirmed."""
+        if not unchanged(job.waiting):  # replaced or rewritten since it was read: read it again
+            log.info("file_changed", file=str(job.rel), action="reading it again")
+            self.inbox.retry_later(job.waiting, 0.0)
+            return
         good = [e for e in job.item.entries if e.torrent_id in verdict.present]
         missing = [e for e in job.item.entries if e.torrent_id not in verdict.present]
         unresolved = [e for e in missing if e.torrent_id not in verdict.refused]
@@ -314,6 +338,7 @@ class Dispatcher:
         self.inbox.retry_later(waiting, backoff(waiting.attempts + 1), f"move failed: {exc}")
 
 
+_SKIPPED = "SKIPPED"  # status of a batch not sent because its instance went down meanwhile
 _NOT_LISTED = "qBittorrent accepted the request but never listed this torrent"
 
 

@@ -47,6 +47,7 @@ class Waiting:
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
+    identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when last read
 
 
 class Inbox:
@@ -140,12 +141,28 @@ def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: fl
             waiting.size = 0
             raise Busy("empty, may be a placeholder")
         data = _read_all(fd, max_bytes)
+        waiting.identity = identity(info)
     finally:
         if lease:
             _release_lease(fd)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"grew over limits.max_file_bytes ({max_bytes}) while read")
     return data
+
+
+def identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another: device, inode, size, modification time."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def unchanged(waiting: Waiting) -> bool:
+    """Whether the inbox file is still the one that was read (False if replaced or rewritten)."""
+    if waiting.identity is None:
+        return True
+    try:
+        return identity(os.lstat(waiting.path)) == waiting.identity
+    except OSError:
+        return True  # gone or unreadable: the move itself reports it
 
 
 def _read_all(fd: int, max_bytes: int) -> bytes:

@@ -86,8 +86,8 @@ class InotifyReader:
         if fd < 0:
             raise _os_error("inotify_init1")
         self._fd = fd
-        self._wake_r, self._wake_w = os.pipe()
         try:
+            self._wake_r, self._wake_w = os.pipe()
             self._root_wd = self._watch_tree(os.fsencode(self.root), strict=True)
         except OSError:
             self._close()
@@ -104,6 +104,8 @@ class InotifyReader:
         if thread is not None and thread.is_alive():
             os.write(self._wake_w, b"x")
             thread.join(timeout=5)
+            if thread.is_alive():
+                return  # still busy (a huge folder tree): it stops at its next look; leave its descriptors
         self._close()
 
     # -- the reading thread ----------------------------------------------------------------
@@ -130,8 +132,9 @@ class InotifyReader:
         """Queue what ``events`` say; False once the root folder is gone."""
         put = self.out.put
         for wd, mask, name in events:
-            if mask & IN_Q_OVERFLOW:
-                put(Seen(self.root, "error"))  # events were lost: the owner rescans
+            if mask & IN_Q_OVERFLOW:  # events were lost: watch folders made meanwhile, the owner rescans
+                self._watch_tree(os.fsencode(self.root), strict=False)
+                put(Seen(self.root, "error"))
                 continue
             if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
                 if wd == self._root_wd:
@@ -157,23 +160,28 @@ class InotifyReader:
     # -- watches ---------------------------------------------------------------------------
 
     def _watch_tree(self, top: bytes, strict: bool) -> int:
-        """Watch ``top`` and every non-hidden folder below it; returns ``top``'s watch."""
-        wd = self._watch(top, strict)
+        """Watch ``top`` and every non-hidden folder below it; returns ``top``'s watch.
+
+        The inbox itself may be a symbolic link to a folder; links found below it are
+        not followed. ``strict``: raise if ``top`` cannot be watched.
+        """
+        is_root = top == os.fsencode(self.root)
+        wd = self._watch(top, strict, MASK & ~IN_DONT_FOLLOW if is_root else MASK)
         for directory, subdirs, _files in os.walk(top):
             subdirs[:] = [d for d in subdirs if not d.startswith(b".")]
             for sub in subdirs:
-                self._watch(os.path.join(directory, sub), strict=False)
+                self._watch(os.path.join(directory, sub), False, MASK)
         return wd
 
-    def _watch(self, path: bytes, strict: bool) -> int:
-        wd: int = self._libc.inotify_add_watch(self._fd, path, MASK)
+    def _watch(self, path: bytes, strict: bool, mask: int) -> int:
+        wd: int = self._libc.inotify_add_watch(self._fd, path, mask)
         if wd < 0:
             if strict:
                 raise _os_error("inotify_add_watch", path)
             return -1  # vanished or unreadable meanwhile: the periodic scan still covers it
         self._dirs[wd] = path  # the same folder watched again (moved, then seen) keeps its wd
         try:
-            info = os.stat(path, follow_symlinks=False)
+            info = os.stat(path)  # what the watch is on (the folder, also for a linked inbox)
             self._inodes[wd] = (info.st_dev, info.st_ino)
         except OSError:
             self._inodes.pop(wd, None)
@@ -187,7 +195,7 @@ class InotifyReader:
             return
         path = self._dirs.get(wd)
         try:
-            info = os.stat(path, follow_symlinks=False) if path is not None else None
+            info = os.stat(path) if path is not None else None
         except OSError:
             info = None
         if path is None or (info is not None and (info.st_dev, info.st_ino) == self._inodes.get(wd)):

@@ -31,8 +31,8 @@ from magnetd.watcher import Watcher, scan
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
 PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/
-IN_FLIGHT = 4  # batches with the courier while the loop reads the next one and settles earlier ones
-BATCH_BYTES = 16 * 1024 * 1024  # file data per batch, so at most ~48 MiB of it is held at once
+IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next and settles others
+BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
 log = logs.get("magnetd")
 
@@ -48,7 +48,14 @@ def count_files(root: Path) -> int:
 class Parts:
     """Everything built from one config: clients, health, prober, dispatcher."""
 
-    def __init__(self, config: Config, inbox: Inbox, counters: Counters, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        inbox: Inbox,
+        counters: Counters,
+        wake: Callable[[], None],
+        keepalive: Callable[[], None] = lambda: None,
+    ) -> None:
         self.config = config
         self.clients = {
             i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
@@ -70,6 +77,7 @@ class Parts:
             counters,
             ledger=self.ledger,
             courier=self.courier,
+            keepalive=keepalive,
         )
 
     def _prober(self) -> Prober:
@@ -97,7 +105,7 @@ class Supervisor:
         self.counters = Counters()
         self.inbox = Inbox(config.folders.inbox)
         self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
-        self.parts = Parts(config, self.inbox, self.counters, self.wake)
+        self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._next_rescan = 0.0
@@ -110,6 +118,10 @@ class Supervisor:
 
     def wake(self) -> None:
         self.events.put(WAKE)
+
+    def _keepalive(self) -> None:
+        """While the loop waits for a slow instance: it is not hung, tell systemd so."""
+        self.notifier.watchdog(time.monotonic())
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -303,7 +315,7 @@ class Supervisor:
             self._held = True
             return
         flights.append(flight)
-        while flights and (len(flights) > IN_FLIGHT or flights[0].verdict.done()):
+        while flights and (len(flights) >= IN_FLIGHT or flights[0].verdict.done()):
             self._land(flights.popleft())
 
     def _land(self, flight: Flight) -> None:
@@ -382,7 +394,7 @@ class Supervisor:
             self._start_watcher()
             self._next_rescan = 0.0
         self.config = config
-        self.parts = Parts(config, self.inbox, self.counters, self.wake)
+        self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
         self.parts.prober.round()
         self.parts.prober.start()
         log.info("config_reloaded", config=str(config.path))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import pytest
 
-from magnetd import items
+from magnetd import dispatch, items
 from magnetd.config import Config, Folders, Instance, Secret
 from magnetd.courier import Courier
 from magnetd.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
@@ -28,10 +28,12 @@ class FakeClient:
         self.have: set[str] = set()
         self.adds: list[tuple[list[str], AddOptions]] = []
         self.threads: set[str] = set()  # where add_magnets ran
+        self.calls = 0  # add_magnets calls, failed ones included
         self.gate: threading.Event | None = None  # when set, each add waits for it
 
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
         self.threads.add(threading.current_thread().name)
+        self.calls += 1
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
         if self.fail:
@@ -50,7 +52,10 @@ class FakeClient:
 
 
 def setup(
-    tmp_path: Path, clients: dict[str, FakeClient], courier: Courier | None = None
+    tmp_path: Path,
+    clients: dict[str, FakeClient],
+    courier: Courier | None = None,
+    keepalive: Callable[[], None] = lambda: None,
 ) -> tuple[Dispatcher, Inbox, Config]:
     folders = Folders(tmp_path / "in", tmp_path / "sent", tmp_path / "failed", tmp_path / "state")
     ensure_folders(folders)
@@ -70,6 +75,7 @@ def setup(
         Counters(),  # type: ignore[arg-type]
         sleep=lambda _: None,
         courier=courier,
+        keepalive=keepalive,
     )
     return dispatcher, inbox, config
 
@@ -140,6 +146,7 @@ def test_launch_returns_while_the_courier_adds_and_land_settles_in_order(tmp_pat
 
 def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path: Path) -> None:
     primary, secondary = FakeClient(fail="UNREACHABLE"), FakeClient()
+    primary.gate = threading.Event()
     courier = Courier()
     dispatcher, inbox, config = setup(tmp_path, {"primary": primary, "secondary": secondary}, courier)
     try:
@@ -147,11 +154,61 @@ def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path:
         drop(inbox, config, "b.magnet", link())
         flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
         assert [f.instance.name for f in flights if f] == ["primary", "primary"]  # launched before it failed
+        primary.gate.set()
         assert all(dispatcher.land(f) for f in flights if f is not None)
     finally:
         courier.close()
     assert sorted(p.name for p in config.folders.sent.iterdir()) == ["a.magnet", "b.magnet"]
     assert len(secondary.adds) == 2 and [i.name for i in dispatcher.health.usable()] == ["secondary"]
+    assert primary.calls == 1  # the second batch, queued behind the failure, skipped it
+
+
+def test_batches_queued_behind_a_failure_skip_the_failed_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, secondary = FakeClient(fail="TIMEOUT"), FakeClient()
+    primary.gate = threading.Event()
+    monkeypatch.setattr(dispatch, "KEEPALIVE", 0.01)
+    courier = Courier()
+    dispatcher, inbox, config = setup(
+        tmp_path, {"primary": primary, "secondary": secondary}, courier, keepalive=primary.gate.set
+    )
+    try:
+        for name in "abcd":
+            drop(inbox, config, f"{name}.magnet", link())
+        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        # the primary's first add hangs until the loop, waiting for it, calls keepalive
+        assert all(dispatcher.land(f) for f in flights if f is not None)
+    finally:
+        courier.close()
+    assert primary.calls == 1  # the three batches queued behind it never went to it
+    assert len(secondary.adds) == 4 and len(list(config.folders.sent.iterdir())) == 4
+
+
+def test_a_file_replaced_while_its_batch_was_out_is_read_again(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.gate = threading.Event()
+    courier = Courier()
+    dispatcher, inbox, config = setup(tmp_path, {"only": client}, courier)
+    first, second = link(), link()
+    try:
+        path = drop(inbox, config, "a.magnet", first)
+        flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
+        assert flight is not None
+        replacement = path.with_name(".a.magnet.tmp")
+        replacement.write_text(second)
+        replacement.rename(path)  # a producer replaces the file while the batch is out
+        client.gate.set()
+        assert dispatcher.land(flight)
+        assert path.read_text() == second and list(config.folders.sent.iterdir()) == []
+        assert run(dispatcher, inbox)  # due again at once, with what the file holds now
+    finally:
+        courier.close()
+    assert (config.folders.sent / "a.magnet").read_text() == second
+    assert {u.split("btih:")[1][:40] for uris, _ in client.adds for u in uris} == {
+        first.split("btih:")[1],
+        second.split("btih:")[1],
+    }
 
 
 def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:

@@ -97,6 +97,20 @@ def test_the_reader_ends_when_the_inbox_goes_and_stop_is_clean(watched: Watched,
     reader.stop()  # twice is harmless
 
 
+def test_an_inbox_that_is_a_symbolic_link_is_watched(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "inbox").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "sub" / "loop").symlink_to(tmp_path / "real")  # links below it are not followed
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    reader = InotifyReader(tmp_path / "inbox", out)
+    reader.start()
+    try:
+        (tmp_path / "real" / "sub" / "a.magnet").write_text("m")
+        assert take(out, 2)[1] == Seen(tmp_path / "inbox" / "sub" / "a.magnet", "closed")
+    finally:
+        reader.stop()
+
+
 def test_starting_on_a_missing_folder_raises(tmp_path: Path) -> None:
     reader = InotifyReader(tmp_path / "missing", queue.SimpleQueue())
     with pytest.raises(FileNotFoundError):
