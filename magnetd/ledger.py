@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from magnetd import logs
-from magnetd.courier import push, verify
+from magnetd.courier import push
 from magnetd.health import OK, Health
 from magnetd.model import AddOptions, Entry
 from magnetd.qbittorrent import Client, InstanceError
@@ -83,9 +83,7 @@ class Ledger:
             lost = [g for g in given if g.entry.torrent_id not in listed]
             if lost:
                 pairs = [(g.entry, g.options) for g in lost]
-                verdict = push(client, name, pairs, self.batch_size, self.sleep)
-                back = verify(client, {g.entry.torrent_id for g in lost}, True, self.sleep) | verdict.present
-                _report(name, lost, back)
+                _report(name, lost, push(client, name, pairs, self.batch_size, self.sleep).present)
         except InstanceError as exc:
             log.warning("recheck_failed", instance=name, status=exc.status, detail=exc.detail)
             return  # still in outage: tried again when it is OK next
