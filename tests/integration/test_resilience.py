@@ -127,7 +127,9 @@ def test_vpn_gate_failover_hold_and_drain(
         assert daemon.stop() == 0
 
 
-def test_sigkill_mid_drain_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def small_batches(tmp_path: Path) -> Iterator[tuple[Qbt, Daemon]]:
+    """One real instance and a daemon (not started) sending 25 magnets per batch: many batches."""
     need_program("qbittorrent-nox")
     with (
         Qbt(tmp_path / "qbt") as qbt,
@@ -135,6 +137,11 @@ def test_sigkill_mid_drain_loses_and_duplicates_nothing(tmp_path: Path) -> None:
             tmp_path / "magnetd", [instance("local", qbt.url, qbt.password)], limits={"batch_size": 25}
         ) as daemon,
     ):
+        yield qbt, daemon
+
+
+def test_sigkill_mid_drain_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    with small_batches(tmp_path) as (qbt, daemon):
         names = drop_many(daemon, 1200, "crash")
         daemon.start(wait=False)
         wait_for(
@@ -153,13 +160,7 @@ def test_sigkill_mid_drain_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 
 
 def test_qbittorrent_stopped_mid_drain_holds_then_drains(tmp_path: Path) -> None:
-    need_program("qbittorrent-nox")
-    with (
-        Qbt(tmp_path / "qbt") as qbt,
-        Daemon(
-            tmp_path / "magnetd", [instance("local", qbt.url, qbt.password)], limits={"batch_size": 25}
-        ) as daemon,
-    ):
+    with small_batches(tmp_path) as (qbt, daemon):
         names = drop_many(daemon, 1000, "outage")
         daemon.start(wait=False)
         wait_for(lambda: daemon.sent.exists() and any(daemon.sent.iterdir()), 60, "the drain to start")
