@@ -181,6 +181,6 @@ def magnetd_version() -> str:
 
 
 def filesystem_of(path: Path) -> str:
-    from magnetd.watcher import filesystem_type
+    from magnetd.intake.watcher import filesystem_type
 
     return filesystem_type(path) or "unknown"

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from magnetd import config as configuration
-from magnetd import logs, status
-from magnetd.magnet import parse_link
-from magnetd.model import Rejected
-from magnetd.spool import ERROR_SUFFIX, free_name, fsync_dir, write_atomic
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78  # 78: EX_CONFIG, not retried by systemd
+from magnetd import logs
+from magnetd.intake.magnet import parse_link
+from magnetd.model import ExitCode, Rejected
+from magnetd.records import status
+from magnetd.records.spool import ERROR_SUFFIX, free_name, fsync_dir, write_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, path)
     except configuration.ConfigError as exc:
         print(f"magnetd: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except KeyboardInterrupt:
-        return EXIT_OK
+        return ExitCode.OK
     except OSError as exc:
         print(f"magnetd: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 def _dispatch(args: argparse.Namespace, path: Path) -> int:
@@ -79,7 +78,7 @@ def _dispatch(args: argparse.Namespace, path: Path) -> int:
             print(f"warning: {warning}")
         names = ", ".join(i.name for i in cfg.instances)
         print(f"{cfg.path}: OK ({len(cfg.instances)} instance(s): {names}; inbox {cfg.folders.inbox})")
-        return EXIT_OK
+        return ExitCode.OK
     if args.command == "run":
         return run(configuration.load(path), args.log_target, args.log_level)
     cfg = configuration.load(path, secrets=False)  # the other commands only touch the folders
@@ -92,7 +91,7 @@ def _dispatch(args: argparse.Namespace, path: Path) -> int:
 
 def run(cfg: configuration.Config, target: str, level: str) -> int:
     """Run the daemon in the foreground; SIGTERM/SIGINT stop it, SIGHUP reloads."""
-    from magnetd.supervisor import Supervisor
+    from magnetd.service.supervisor import Supervisor
 
     logs.setup(target, level)
     logs.register_secrets(i.password for i in cfg.instances)
@@ -100,7 +99,7 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
         supervisor = Supervisor(cfg)
     except Exception as exc:
         logs.get().critical("daemon_failed", error=repr(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
     if hasattr(signal, "SIGHUP"):
@@ -109,15 +108,15 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
         return supervisor.run()
     except Exception as exc:
         logs.get().critical("daemon_failed", error=repr(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 def service(action: str, config: Path | None, startup: str) -> int:
     """Install, remove, start or stop the Windows service (pywin32); Windows only."""
     if sys.platform != "win32":
         print("magnetd: 'magnetd service' is Windows-only; on Linux use the systemd unit", file=sys.stderr)
-        return EXIT_USAGE
-    from magnetd import winservice
+        return ExitCode.USAGE
+    from magnetd.service import winservice
 
     return winservice.manage(action, config, startup)
 
@@ -127,20 +126,20 @@ def show_status(cfg: configuration.Config, as_json: bool) -> int:
     if as_json:
         if snapshot is None:
             print(json.dumps({"running": False, "error": "no status snapshot yet"}))
-            return EXIT_ERROR
+            return ExitCode.ERROR
         snapshot["running"] = status.is_running(snapshot)
         snapshot["stale"] = not snapshot["running"]
         print(json.dumps(snapshot, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     print(status.render(snapshot), end="")
-    return EXIT_OK if snapshot is not None and status.is_running(snapshot) else EXIT_ERROR
+    return ExitCode.OK if snapshot is not None and status.is_running(snapshot) else ExitCode.ERROR
 
 
 def add(cfg: configuration.Config, links: Sequence[str]) -> int:
     """Drop each magnet (as a ``.magnet`` file) or file into the inbox: temp name, then rename."""
     inbox = cfg.folders.inbox
     inbox.mkdir(parents=True, exist_ok=True)
-    code = EXIT_OK
+    code = ExitCode.OK
     for link in links:
         source = Path(link)
         try:
@@ -152,7 +151,7 @@ def add(cfg: configuration.Config, links: Sequence[str]) -> int:
                 data = (magnet.uri + "\n").encode("utf-8")
         except Rejected as exc:
             print(f"magnetd: not added: {exc.reason}: {exc.detail}", file=sys.stderr)
-            code = EXIT_ERROR
+            code = ExitCode.ERROR
             continue
         temp = inbox / f".{uuid.uuid4().hex}.tmp"
         write_atomic(temp, data)
@@ -170,11 +169,11 @@ def retry(cfg: configuration.Config, names: Sequence[str]) -> int:
         chosen = [failed / n for n in names]
     else:
         chosen = [p for p in failed.rglob("*") if p.is_file() and not p.name.endswith(ERROR_SUFFIX)]
-    code = EXIT_OK
+    code = ExitCode.OK
     for path in chosen:
         if not path.is_file() or path.name.endswith(ERROR_SUFFIX):
             print(f"magnetd: no failed file {path}", file=sys.stderr)
-            code = EXIT_ERROR
+            code = ExitCode.ERROR
             continue
         rel = path.relative_to(failed)
         (inbox / rel.parent).mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,17 @@ class Defaults:
     paused: bool | None = None
 
 
+class Polling(StrEnum):
+    """``watch.polling``: how the inbox is watched."""
+
+    AUTO = "auto"  # poll on network file systems, use change notifications elsewhere
+    ALWAYS = "true"
+    NEVER = "false"
+
+
 @dataclass(frozen=True)
 class Watch:
-    polling: str = "auto"  # "auto", "true" or "false"
+    polling: Polling = Polling.AUTO
     rescan_interval: float = 30.0
     settle_seconds: float = 1.0
 
@@ -349,7 +358,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         batch_size=int(limits.get("batch_size", 1000)),
         sent_days=(raw.get("retention") or {}).get("sent_days"),
         watch=Watch(
-            polling=str(watch.get("polling", "auto")).lower(),
+            polling=Polling(str(watch.get("polling", "auto")).lower()),
             rescan_interval=float(watch.get("rescan_interval", 30.0)),
             settle_seconds=float(watch.get("settle_seconds", 1.0)),
         ),

@@ -91,7 +91,7 @@ def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr
     ]
     renderer: Any
     if chosen == "journal":
-        from magnetd import journal  # imported late: only needed under systemd
+        from magnetd.service import journal  # imported late: only needed under systemd
 
         renderer = journal.JournalRenderer(fallback=stream)
     elif chosen == "console":

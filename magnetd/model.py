@@ -8,7 +8,83 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
 from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """How a ``magnetd`` command ends."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    CONFIG = 78  # EX_CONFIG from sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
+
+
+class InstanceStatus(StrEnum):
+    """What an instance is doing; an HTTP answer of no other meaning is ``HTTP_<code>`` (see :meth:`http`)."""
+
+    OK = "OK"
+    VPN_DOWN = "VPN_DOWN"  # its VPN gate is down and it requires the VPN: not contacted at all
+    AUTH_FAILED = "AUTH_FAILED"
+    BANNED = "BANNED"
+    TIMEOUT = "TIMEOUT"
+    UNREACHABLE = "UNREACHABLE"  # connection refused, no route, DNS
+    TLS_ERROR = "TLS_ERROR"
+    NOT_CONFIGURED = "NOT_CONFIGURED"  # its password source is empty: not contacted
+    UNKNOWN = "UNKNOWN"  # not probed yet, or an answer magnetd does not understand
+
+    @staticmethod
+    def http(code: int) -> str:
+        """The status of an unexpected HTTP answer, e.g. ``HTTP_404``."""
+        return f"HTTP_{code}"
+
+
+class GateStatus(StrEnum):
+    """What the VPN gate is doing."""
+
+    UP = "UP"
+    DOWN = "DOWN"
+    PING_NOT_PERMITTED = "PING_NOT_PERMITTED"
+
+
+class FileKind(StrEnum):
+    """The kinds of inbox file magnetd reads, named by their extension."""
+
+    MAGNET = "magnet"
+    URL = "url"
+    JSON = "json"
+    TORRENT = "torrent"
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+    @classmethod
+    def of(cls, name: str) -> FileKind | None:
+        """The kind of file ``name`` is by its extension (any case), or None if unsupported."""
+        _, dot, ext = name.rpartition(".")
+        try:
+            return cls(ext.lower()) if dot else None
+        except ValueError:
+            return None
+
+
+class Arrival(StrEnum):
+    """How a path came to the watcher's notice."""
+
+    MOVED = "moved"  # renamed into the inbox: complete
+    CREATED = "created"  # may still be being written
+    CLOSED = "closed"  # its writer closed it: complete
+    MODIFIED = "modified"
+    SCAN = "scan"  # found by a full scan
+    DIR = "dir"  # a folder arrived: scan it, its files bring no events
+    ERROR = "error"  # events may have been lost: rescan
+
+    @property
+    def complete(self) -> bool:
+        """Whether a file that arrived this way is known to be fully written."""
+        return self in (Arrival.MOVED, Arrival.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -87,7 +163,7 @@ class AddOptions:
 class Item:
     """What a dropped file holds: entries to add, entries refused, and the file's own options."""
 
-    kind: str  # "magnet", "url", "json" or "torrent"
+    kind: FileKind
     entries: tuple[Entry, ...]
     rejects: tuple[LineError, ...] = ()
     options: AddOptions = AddOptions()
@@ -95,8 +171,7 @@ class Item:
 
 @dataclass(frozen=True)
 class Seen:
-    """A path the watcher noticed; ``how`` is "moved", "created", "closed", "modified", "scan",
-    "dir" (a folder arrived: scan it) or "error" (events may be lost: rescan)."""
+    """A path the watcher noticed, and how."""
 
     path: Path
-    how: str
+    how: Arrival

@@ -4,7 +4,7 @@
 BitTorrent bound to ``lo``, DHT/LSD/PeX/UPnP/GeoIP off, new torrents paused),
 starts ``qbittorrent-nox`` with ``HOME`` pointing into that folder, and waits
 until its WebAPI answers. :class:`QbtApi` is a deliberately separate, tiny
-WebAPI client, so tests can check ``magnetd.qbittorrent`` against something
+WebAPI client, so tests can check ``magnetd.delivery.qbittorrent`` against something
 that does not share its code.
 """
 

@@ -1,4 +1,4 @@
-"""magnetd.qbittorrent.Client against a real qbittorrent-nox (see tests/qbt.py)."""
+"""magnetd.delivery.qbittorrent.Client against a real qbittorrent-nox (see tests/qbt.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastbencode import bencode  # type: ignore[attr-defined]  # re-exported at run time
 
+from magnetd.delivery.qbittorrent import Client, InstanceError, ItemRejected
 from magnetd.model import AddOptions
-from magnetd.qbittorrent import Client, InstanceError, ItemRejected
 from tests.qbt import Qbt
 from tests.realparts import need_program
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from magnetd import config
-from magnetd.cli import EXIT_CONFIG, main
+from magnetd.cli import main
+from magnetd.model import ExitCode
 
 GOOD = """
 folders: {inbox: ./in, sent: ./out/sent, failed: ./out/failed}
@@ -79,7 +80,7 @@ instances:
 
 def test_check_config_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write(tmp_path, GOOD.replace("probe", "x") + "probe_intervall: 5\n")
-    assert main(["check-config", "--config", str(bad)]) == EXIT_CONFIG
+    assert main(["check-config", "--config", str(bad)]) == ExitCode.CONFIG
     err = capsys.readouterr().err
     assert "probe_intervall" in err and "did you mean 'probe_interval'" in err
 
@@ -99,7 +100,7 @@ def test_check_config_as_a_subprocess(tmp_path: Path) -> None:
         text=True,
         env={},
     )
-    assert missing.returncode == EXIT_CONFIG
+    assert missing.returncode == ExitCode.CONFIG
     assert "instances[0].password_env" in missing.stderr
 
 
@@ -147,7 +148,7 @@ def test_folder_commands_do_not_need_the_password(tmp_path: Path, capsys: pytest
     assert "has not written a status" in capsys.readouterr().out
     assert main(["add", "--config", str(path), "a" * 40]) == 0
     assert len(list((tmp_path / "in").glob("*.magnet"))) == 1
-    assert main(["run", "--config", str(path)]) == EXIT_CONFIG
+    assert main(["run", "--config", str(path)]) == ExitCode.CONFIG
 
 
 def test_retry_moves_failed_files_back_without_their_record(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from magnetd.courier import Courier
+from magnetd.delivery.courier import Courier
 
 
 def test_threaded_courier_runs_in_order_on_its_own_thread() -> None:

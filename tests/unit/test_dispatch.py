@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from magnetd import dispatch, items
 from magnetd.config import Config, Folders, Instance, Secret
-from magnetd.courier import Courier
-from magnetd.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
-from magnetd.health import OK, Health
-from magnetd.inbox import Inbox
-from magnetd.model import AddOptions, Seen
-from magnetd.qbittorrent import AddAnswer, InstanceError
-from magnetd.spool import Spool, ensure_folders
+from magnetd.delivery import dispatch
+from magnetd.delivery.courier import Courier
+from magnetd.delivery.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
+from magnetd.delivery.qbittorrent import AddAnswer, InstanceError
+from magnetd.health.state import Health
+from magnetd.intake import items
+from magnetd.intake.inbox import Inbox
+from magnetd.model import AddOptions, Arrival, InstanceStatus, Seen
+from magnetd.records.spool import Spool, ensure_folders
 
 
 class FakeClient:
@@ -63,7 +64,7 @@ def setup(
     config = Config(path=tmp_path / "c.yaml", folders=folders, instances=instances)
     health = Health(instances, None)
     for name in clients:
-        health.set_instance(name, OK)
+        health.set_instance(name, InstanceStatus.OK)
     inbox = Inbox(folders.inbox, clock=CLOCK)
     dispatcher = Dispatcher(
         config,
@@ -100,7 +101,7 @@ def drop(inbox: Inbox, config: Config, name: str, text: str) -> Path:
     path = config.folders.inbox / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    inbox.note(Seen(path, "moved"))
+    inbox.note(Seen(path, Arrival.MOVED))
     return path
 
 
@@ -110,7 +111,10 @@ def link() -> str:
 
 def run(dispatcher: Dispatcher, inbox: Inbox) -> bool:
     jobs = [job for w in inbox.due() if (job := dispatcher.load(w)) is not None]
-    return dispatcher.send(jobs) if jobs else True
+    if not jobs:
+        return True
+    flight = dispatcher.launch(jobs)
+    return flight is not None and dispatcher.land(flight)
 
 
 def test_failover_sends_the_whole_batch_to_the_next_instance(tmp_path: Path) -> None:
@@ -283,7 +287,7 @@ def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch:
     def denied(*args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("magnetd.dispatch.read", denied)
+    monkeypatch.setattr("magnetd.delivery.dispatch.read", denied)
     for attempt in range(1, 6):
         run(dispatcher, inbox)
         CLOCK.later()

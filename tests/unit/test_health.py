@@ -7,8 +7,11 @@ from dataclasses import dataclass
 import icmplib
 
 from magnetd.config import Instance, Secret, Vpn
-from magnetd.health import NOT_CONFIGURED, OK, VPN_DOWN, Health, Prober, VpnGate
-from magnetd.qbittorrent import InstanceError
+from magnetd.delivery.qbittorrent import InstanceError
+from magnetd.health.gate import VpnGate
+from magnetd.health.prober import Prober
+from magnetd.health.state import Health
+from magnetd.model import InstanceStatus
 
 
 @dataclass
@@ -68,9 +71,9 @@ def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
     gate = VpnGate(Vpn("10.0.0.1"), pinger=lambda a, **k: Host(False))
     Prober(instances, clients, health, gate, 1).round()  # type: ignore[arg-type]
     views = {v.name: v for v in health.views()}
-    assert views["primary"].status == VPN_DOWN and clients["primary"].calls == 0
-    assert views["secondary"].status == OK and views["secondary"].webapi == "2.8.19"
-    assert views["empty"].status == NOT_CONFIGURED and clients["empty"].calls == 0
+    assert views["primary"].status == InstanceStatus.VPN_DOWN and clients["primary"].calls == 0
+    assert views["secondary"].status == InstanceStatus.OK and views["secondary"].webapi == "2.8.19"
+    assert views["empty"].status == InstanceStatus.NOT_CONFIGURED and clients["empty"].calls == 0
     assert [i.name for i in health.usable()] == ["secondary"]
     assert health.summary() == "primary VPN_DOWN · secondary OK · empty NOT_CONFIGURED"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from magnetd.inbox import Busy, Inbox, read
-from magnetd.model import Rejected, Seen
-from magnetd.watcher import in_hidden_dir, is_candidate, scan
+from magnetd.intake.inbox import Busy, Inbox, read
+from magnetd.intake.watcher import in_hidden_dir, is_candidate, scan
+from magnetd.model import Arrival, Rejected, Seen
 
 
 def test_candidates_skip_hidden_temporary_and_unknown_names() -> None:
@@ -52,8 +52,8 @@ def test_oldest_first_by_write_time_for_scanned_files(tmp_path: Path) -> None:
     new.write_text("x")
     old.write_text("x")
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    inbox.note(Seen(new, "scan"))
-    inbox.note(Seen(old, "scan"))
+    inbox.note(Seen(new, Arrival.SCAN))
+    inbox.note(Seen(old, Arrival.SCAN))
     assert [w.path for w in inbox.due()] == [old, new]
 
 
@@ -63,7 +63,7 @@ def test_a_file_still_open_for_writing_is_busy_until_closed(tmp_path: Path) -> N
     with open(path, "w") as writer:
         writer.write("a" * 40 + "\n")
         writer.flush()
-        inbox.note(Seen(path, "created"))
+        inbox.note(Seen(path, Arrival.CREATED))
         waiting = inbox.due()[0]
         with pytest.raises(Busy):
             read(waiting, 1 << 20, settle=0.0)
@@ -74,8 +74,8 @@ def test_symlinks_and_large_files_are_refused_unread(tmp_path: Path) -> None:
     inbox = Inbox(tmp_path)
     os.symlink("/etc/passwd", tmp_path / "link.magnet")
     (tmp_path / "big.magnet").write_bytes(b"a" * 2000)
-    inbox.note(Seen(tmp_path / "link.magnet", "moved"))
-    inbox.note(Seen(tmp_path / "big.magnet", "moved"))
+    inbox.note(Seen(tmp_path / "link.magnet", Arrival.MOVED))
+    inbox.note(Seen(tmp_path / "big.magnet", Arrival.MOVED))
     reasons = []
     for waiting in inbox.due():
         with pytest.raises(Rejected) as caught:
@@ -88,7 +88,7 @@ def test_empty_files_get_a_grace_period(tmp_path: Path) -> None:
     path = tmp_path / "placeholder.magnet"
     path.write_bytes(b"")
     inbox = Inbox(tmp_path)
-    inbox.note(Seen(path, "moved"))
+    inbox.note(Seen(path, Arrival.MOVED))
     waiting = inbox.due()[0]
     with pytest.raises(Busy):
         read(waiting, 1000, settle=0.0)

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from magnetd.model import Seen
+from magnetd.model import Arrival, Seen
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
 
 if sys.platform.startswith("linux"):
-    from magnetd.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, InotifyReader, parse
+    from magnetd.intake.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, InotifyReader, parse
 
 Watched = tuple[Path, "queue.SimpleQueue[Any]", "InotifyReader"]
 
@@ -51,11 +51,11 @@ def test_arrivals_are_reported_by_how_they_came(watched: Watched) -> None:
     staged = inbox / ".staging" / "x.magnet"
     staged.write_text("m")  # in a hidden folder: nothing is reported
     staged.rename(inbox / "books" / "moved.magnet")
-    assert take(out, 1) == [Seen(inbox / "books" / "moved.magnet", "moved")]
+    assert take(out, 1) == [Seen(inbox / "books" / "moved.magnet", Arrival.MOVED)]
     (inbox / "written.magnet").write_text("m")
     assert take(out, 2) == [
-        Seen(inbox / "written.magnet", "created"),
-        Seen(inbox / "written.magnet", "closed"),
+        Seen(inbox / "written.magnet", Arrival.CREATED),
+        Seen(inbox / "written.magnet", Arrival.CLOSED),
     ]
     time.sleep(0.1)
     assert out.empty()
@@ -64,25 +64,28 @@ def test_arrivals_are_reported_by_how_they_came(watched: Watched) -> None:
 def test_new_folders_are_reported_and_watched(watched: Watched) -> None:
     inbox, out, _reader = watched
     (inbox / "new").mkdir()
-    assert take(out, 1) == [Seen(inbox / "new", "dir")]
+    assert take(out, 1) == [Seen(inbox / "new", Arrival.DIR)]
     os.rename(inbox / "new", inbox / "renamed")  # a move within the inbox keeps its watch
-    assert take(out, 1) == [Seen(inbox / "renamed", "dir")]
+    assert take(out, 1) == [Seen(inbox / "renamed", Arrival.DIR)]
     (inbox / "renamed" / "later.magnet").write_text("m")
-    assert take(out, 2)[1] == Seen(inbox / "renamed" / "later.magnet", "closed")
+    assert take(out, 2)[1] == Seen(inbox / "renamed" / "later.magnet", Arrival.CLOSED)
     (inbox / ".hidden").mkdir()
     (inbox / ".hidden" / "no.magnet").write_text("m")
     (inbox / "renamed" / "after.magnet").write_text("m")
-    assert take(out, 1) == [Seen(inbox / "renamed" / "after.magnet", "created")]  # nothing from .hidden
+    assert take(out, 1) == [Seen(inbox / "renamed" / "after.magnet", Arrival.CREATED)]  # nothing from .hidden
 
 
 def test_a_folder_moved_out_is_no_longer_watched(watched: Watched, tmp_path: Path) -> None:
     inbox, out, _reader = watched
     os.rename(inbox / "books", tmp_path / "books-out")
     (inbox / "marker.magnet").write_text("m")  # once this is reported, so was the move before it
-    assert take(out, 2)[1] == Seen(inbox / "marker.magnet", "closed")
+    assert take(out, 2)[1] == Seen(inbox / "marker.magnet", Arrival.CLOSED)
     (tmp_path / "books-out" / "gone.magnet").write_text("m")
     (inbox / "here.magnet").write_text("m")
-    assert take(out, 2) == [Seen(inbox / "here.magnet", "created"), Seen(inbox / "here.magnet", "closed")]
+    assert take(out, 2) == [
+        Seen(inbox / "here.magnet", Arrival.CREATED),
+        Seen(inbox / "here.magnet", Arrival.CLOSED),
+    ]
 
 
 def test_the_reader_ends_when_the_inbox_goes_and_stop_is_clean(watched: Watched, tmp_path: Path) -> None:
@@ -106,7 +109,7 @@ def test_an_inbox_that_is_a_symbolic_link_is_watched(tmp_path: Path) -> None:
     reader.start()
     try:
         (tmp_path / "real" / "sub" / "a.magnet").write_text("m")
-        assert take(out, 2)[1] == Seen(tmp_path / "inbox" / "sub" / "a.magnet", "closed")
+        assert take(out, 2)[1] == Seen(tmp_path / "inbox" / "sub" / "a.magnet", Arrival.CLOSED)
     finally:
         reader.stop()
 

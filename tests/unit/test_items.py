@@ -1,4 +1,4 @@
-"""Tests for magnetd.items: dropped files into Items, and subsets back into files."""
+"""Tests for magnetd.intake.items: dropped files into Items, and subsets back into files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fastbencode import bencode  # type: ignore[attr-defined]
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magnetd import items
-from magnetd.items import MAX_ENTRIES, parse_item, render
+from magnetd.intake import items
+from magnetd.intake.items import MAX_ENTRIES, parse_item, render
 from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
 
 H1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from magnetd.health import OK
-from magnetd.ledger import WINDOW, Ledger
+from magnetd.delivery.ledger import WINDOW, Ledger
+from magnetd.model import InstanceStatus
 from tests.unit.test_dispatch import CLOCK, FakeClient, drop, link, run, setup
 
 
@@ -31,7 +31,7 @@ def test_torrents_lost_in_an_outage_are_added_again(tmp_path: Path) -> None:
     dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
     ledger.check()
     assert client.have == given - {lost}, "nothing is contacted while the instance is out"
-    dispatcher.health.set_instance("only", OK)  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.OK)  # type: ignore[attr-defined]
     with capture_logs() as events:
         ledger.check()
     assert client.have == given
@@ -52,6 +52,6 @@ def test_no_outage_no_recheck_and_old_adds_are_forgotten(tmp_path: Path) -> None
     client.have.clear()
     dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
     ledger.check()
-    dispatcher.health.set_instance("only", OK)  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.OK)  # type: ignore[attr-defined]
     ledger.check()
     assert len(client.adds) == adds and not client.have

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from magnetd import journal, logs
+from magnetd import logs
+from magnetd.service import journal
 
 
 def test_redact_masks_secret_keys_and_registered_values() -> None:

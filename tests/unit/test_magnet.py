@@ -1,4 +1,4 @@
-"""Tests for magnetd.magnet: magnet URIs and bare infohashes."""
+"""Tests for magnetd.intake.magnet: magnet URIs and bare infohashes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magnetd.magnet import MAX_LINE_CHARS, parse_hash, parse_link, parse_magnet
+from magnetd.intake.magnet import MAX_LINE_CHARS, parse_hash, parse_link, parse_magnet
 from magnetd.model import Magnet, Rejected
 
 HEX40 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"

@@ -1,4 +1,4 @@
-"""Unit tests of magnetd.qbittorrent against canned WebAPI answers (``responses``)."""
+"""Unit tests of magnetd.delivery.qbittorrent against canned WebAPI answers (``responses``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import requests
 import responses
 from responses import matchers
 
-from magnetd.model import AddOptions
-from magnetd.qbittorrent import (
+from magnetd.delivery.qbittorrent import (
     BACKOFF_FIRST,
     BACKOFF_MAX,
     AddAnswer,
@@ -26,6 +25,7 @@ from magnetd.qbittorrent import (
     api_base,
     upload_name,
 )
+from magnetd.model import AddOptions
 
 URL = "http://qbt.test:8080/"
 API = URL + "api/v2/"

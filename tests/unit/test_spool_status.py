@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from magnetd import spool as spool_module
-from magnetd import status
 from magnetd.config import Folders
 from magnetd.model import LineError
-from magnetd.spool import Spool, error_record, free_name, prune
-from magnetd.systemd import Notifier
+from magnetd.records import spool as spool_module
+from magnetd.records import status
+from magnetd.records.spool import Spool, error_record, free_name, prune
+from magnetd.service.systemd import Notifier
 
 
 def folders(tmp_path: Path) -> Folders:

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import structlog
 
-from magnetd import config, winservice
-from magnetd.systemd import Notifier
-from magnetd.winservice import (
+from magnetd import config
+from magnetd.service import winservice
+from magnetd.service.systemd import Notifier
+from magnetd.service.winservice import (
     CONTROL_INTERROGATE,
     CONTROL_PARAMCHANGE,
     CONTROL_SHUTDOWN,
@@ -140,7 +141,7 @@ def test_config_path_is_the_stored_one_else_programdata() -> None:
 def test_install_options_and_parameters(tmp_path: Path) -> None:
     options = winservice.install_options("auto")
     assert options == {
-        "pythonClassString": "magnetd.winservice.MagnetdService",
+        "pythonClassString": "magnetd.service.winservice.MagnetdService",
         "serviceName": "magnetd",
         "displayName": "magnetd \u2013 magnet links to qBittorrent",
         "description": winservice.DESCRIPTION,
@@ -171,7 +172,10 @@ def test_exit_codes_and_status_lines() -> None:
 
 
 def test_module_imports_without_pywin32() -> None:
-    code = "import sys, magnetd.winservice; assert not {'win32service', 'servicemanager'} & set(sys.modules)"
+    code = (
+        "import sys, magnetd.service.winservice;"
+        " assert not {'win32service', 'servicemanager'} & set(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError):
         _ = winservice.NoSuchThing  # type: ignore[attr-defined]

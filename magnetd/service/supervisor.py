@@ -15,18 +15,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from magnetd import logs, status
+from magnetd import logs
+from magnetd.clock import now_iso
 from magnetd.config import Config, ConfigError, load
-from magnetd.courier import Courier
-from magnetd.dispatch import Counters, Dispatcher, Flight, Job
-from magnetd.health import Health, Prober, VpnGate
-from magnetd.inbox import Inbox
-from magnetd.ledger import Ledger
-from magnetd.model import Seen
-from magnetd.qbittorrent import Client
-from magnetd.spool import ERROR_SUFFIX, Spool, ensure_folders, now_iso, prune
-from magnetd.systemd import Notifier
-from magnetd.watcher import Watcher, scan
+from magnetd.delivery.courier import Courier
+from magnetd.delivery.dispatch import Counters, Dispatcher, Flight, Job
+from magnetd.delivery.ledger import Ledger
+from magnetd.delivery.qbittorrent import Client
+from magnetd.health.gate import VpnGate
+from magnetd.health.prober import Prober
+from magnetd.health.state import Health
+from magnetd.intake.inbox import Inbox
+from magnetd.intake.watcher import Watcher, scan
+from magnetd.model import Arrival, Seen
+from magnetd.records import status
+from magnetd.records.spool import ERROR_SUFFIX, Spool, ensure_folders, prune
+from magnetd.service.systemd import Notifier
 
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
@@ -202,10 +206,10 @@ class Supervisor:
 
     def _take(self, event: Any) -> None:
         if isinstance(event, Seen):
-            if event.how == "dir":
+            if event.how == Arrival.DIR:
                 for path in scan(event.path):  # a folder moved in brings files without events
-                    self.inbox.note(Seen(path, "moved"))
-            elif event.how == "error":
+                    self.inbox.note(Seen(path, Arrival.MOVED))
+            elif event.how == Arrival.ERROR:
                 self._next_rescan = 0.0
             else:
                 self.inbox.note(event)
@@ -254,7 +258,7 @@ class Supervisor:
 
     def _rescan(self) -> None:
         for path in scan(self.config.folders.inbox):
-            self.inbox.note(Seen(path, "scan"))
+            self.inbox.note(Seen(path, Arrival.SCAN))
         self._next_rescan = time.monotonic() + self.config.watch.rescan_interval
 
     def _drain(self) -> None:

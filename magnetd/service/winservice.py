@@ -17,12 +17,13 @@ from typing import Any, Protocol, TextIO
 
 from magnetd import config as configuration
 from magnetd import logs
-from magnetd.systemd import Notifier
+from magnetd.model import ExitCode
+from magnetd.service.systemd import Notifier
 
 SERVICE_NAME = "magnetd"
 DISPLAY_NAME = "magnetd \u2013 magnet links to qBittorrent"
 DESCRIPTION = "Sends the magnet links dropped in its inbox folder to qBittorrent, verified by infohash."
-CLASS_STRING = "magnetd.winservice.MagnetdService"
+CLASS_STRING = "magnetd.service.winservice.MagnetdService"
 CONFIG_PARAMETER = "ConfigPath"  # HKLM\SYSTEM\CurrentControlSet\Services\magnetd\Parameters
 LOG_NAME, START_WAIT_S = "magnetd.log", 60  # seconds `magnetd service start` waits for RUNNING
 # the SCM waits STOP_WAIT_HINT_MS for each STOP_PENDING report; we renew it for STOP_PENDING_LIMIT_S
@@ -37,7 +38,6 @@ NO_ERROR, ERROR_ACCESS_DENIED, ERROR_CALL_NOT_IMPLEMENTED = 0, 5, 120
 ERROR_SERVICE_REQUEST_TIMEOUT, ERROR_SERVICE_ALREADY_RUNNING = 1053, 1056
 ERROR_SERVICE_SPECIFIC_ERROR, ERROR_SERVICE_EXISTS = 1066, 1073
 CUSTOMER_BIT = 0x20000000  # marks a service-specific code as ours, not a Win32 error number
-EXIT_ERROR, EXIT_CONFIG = 1, 78  # as the CLI's: 78 is EX_CONFIG
 
 _ACTIONS = {CONTROL_STOP: "stop", CONTROL_SHUTDOWN: "stop", CONTROL_PARAMCHANGE: "reload"}
 _ACTIONS[CONTROL_INTERROGATE] = "interrogate"
@@ -85,7 +85,7 @@ def describe_status(status: Sequence[int]) -> str:
     if win32_exit != ERROR_SERVICE_SPECIFIC_ERROR:
         return f"{text}: Windows error {win32_exit}"
     code = specific & ~CUSTOMER_BIT
-    why = "the config is invalid" if code == EXIT_CONFIG else f"it failed with code {code}"
+    why = "the config is invalid" if code == ExitCode.CONFIG else f"it failed with code {code}"
     return f"{text}: {why} (see Event Viewer > Windows Logs > Application, source magnetd)"
 
 
@@ -108,7 +108,7 @@ class SupervisorLike(Protocol):
 
 
 def make_supervisor(cfg: configuration.Config) -> SupervisorLike:
-    from magnetd.supervisor import Supervisor
+    from magnetd.service.supervisor import Supervisor
 
     return Supervisor(cfg, notifier=Notifier(environ={}))  # no systemd under the SCM
 
@@ -164,7 +164,7 @@ class ServiceCore:
         except (configuration.ConfigError, OSError) as exc:
             self._done.set()
             self.scm.log_error(f"magnetd cannot start: {exc}")
-            code = EXIT_CONFIG if isinstance(exc, configuration.ConfigError) else EXIT_ERROR
+            code = ExitCode.CONFIG if isinstance(exc, configuration.ConfigError) else ExitCode.ERROR
             return service_exit_code(code)
         self.supervisor = self.supervisor_factory(cfg)
         if self._stopping.is_set():  # a stop that came before the Supervisor existed
@@ -222,7 +222,7 @@ def service_class() -> type[Any]:
             code = self.core.run()
             if code:  # pythonservice.exe would report STOPPED with 0 once we return: report, then end
                 self.report(SERVICE_STOPPED, exit_code=code)
-                os._exit(code & 0xFF or EXIT_ERROR)
+                os._exit(code & 0xFF or ExitCode.ERROR)
 
     return MagnetdService
 
@@ -241,7 +241,7 @@ def manage(action: str, config: Path | None = None, startup: str = "auto") -> in
         import win32serviceutil as util
     except ImportError:
         print('magnetd: pywin32 is missing: pip install "magnetd[windows]"', file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
         if action == "install":
             print(_install(util, win32service.error, config, startup))
@@ -255,7 +255,7 @@ def manage(action: str, config: Path | None = None, startup: str = "auto") -> in
         print(f"service {SERVICE_NAME}: {status}")
     except win32service.error as exc:
         print(f"magnetd: service {action}: {explain_error(exc.winerror, exc.strerror)}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     return 0
 
 
@@ -287,6 +287,6 @@ def _start(util: Any, error: type[Exception], sleep: Callable[[float], None] = t
             break
         sleep(0.25)
     status = util.QueryServiceStatus(SERVICE_NAME)
-    code = 0 if status[1] == SERVICE_RUNNING else EXIT_ERROR
+    code = 0 if status[1] == SERVICE_RUNNING else ExitCode.ERROR
     print(f"service {SERVICE_NAME}: {describe_status(status)}", file=sys.stderr if code else sys.stdout)
     return code

@@ -19,13 +19,10 @@ from typing import Any, TextIO
 
 import structlog
 
-_sendv: Any = None
-try:
-    from systemd import journal as _systemd_journal
+from magnetd import optional
 
-    _sendv = _systemd_journal.sendv
-except ImportError:  # the optional `systemd` extra is not installed: speak the protocol directly
-    pass
+_native = optional.load("systemd.journal")  # the `systemd` extra; without it, speak the protocol directly
+_sendv: Any = _native.sendv if _native is not None else None
 
 SOCKET = "/run/systemd/journal/socket"
 PRIORITIES = {"debug": 7, "info": 6, "warning": 5, "warn": 5, "error": 3, "critical": 2, "exception": 3}

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magnetd.spool import now_iso, write_atomic
+from magnetd.clock import now_iso, parse_iso
+from magnetd.model import InstanceStatus
+from magnetd.records.spool import write_atomic
 
 FILE_NAME = "status.json"
 
@@ -72,7 +74,7 @@ def read(state: Path) -> dict[str, Any] | None:
 def age_seconds(snapshot: dict[str, Any], now: dt.datetime | None = None) -> float:
     """Seconds since the snapshot was written."""
     now = now or dt.datetime.now(dt.UTC)
-    updated = dt.datetime.fromisoformat(str(snapshot["updated_at"]).replace("Z", "+00:00"))
+    updated = parse_iso(str(snapshot["updated_at"]))
     return max(0.0, (now - updated).total_seconds())
 
 
@@ -126,7 +128,7 @@ def render(snapshot: dict[str, Any] | None, now: dt.datetime | None = None) -> s
         )
     for inst in snapshot["instances"]:
         text = f"  {inst['name']:<12} {inst['status']:<14} {inst['url']}"
-        if inst.get("status") != "OK" and (inst.get("detail") or inst.get("last_error")):
+        if inst.get("status") != InstanceStatus.OK and (inst.get("detail") or inst.get("last_error")):
             text += f"\n  {'':<12} {inst.get('detail') or inst.get('last_error')}"
         lines.append(text)
     waiting = int(snapshot.get("inbox", 0))

@@ -15,8 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from magnetd.delivery.qbittorrent import Client, ItemRejected
 from magnetd.model import AddOptions, Entry
-from magnetd.qbittorrent import Client, ItemRejected
 
 VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ≈ 1.6 s in all
 REFUSED = "qBittorrent refused it (not added, not already present)"

@@ -15,14 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from magnetd import logs
-from magnetd.courier import push
-from magnetd.health import OK, Health
-from magnetd.model import AddOptions, Entry
-from magnetd.qbittorrent import Client, InstanceError
+from magnetd.delivery.courier import push
+from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.health.state import Health
+from magnetd.model import AddOptions, Entry, InstanceStatus
 
 WINDOW = 120.0  # seconds before an outage whose adds are checked again
 
-log = logs.get("magnetd.ledger")
+log = logs.get("magnetd.delivery.ledger")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Ledger:
         if not self._given:
             return
         for view in self.health.views():
-            if view.status != OK:
+            if view.status != InstanceStatus.OK:
                 self._outage.add(view.name)
             elif view.name in self._outage:
                 self._restore(view.name)

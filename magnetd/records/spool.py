@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
 import errno
 import json
 import os
@@ -20,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path, PurePath
 from typing import Any
 
+from magnetd.clock import now_iso
 from magnetd.config import Folders
 from magnetd.model import LineError
 
@@ -121,10 +121,6 @@ def _copy_across(source: Path, target: Path) -> None:
 
 def _error_file(path: Path) -> Path:
     return path.with_name(path.name + ERROR_SUFFIX)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Spool:

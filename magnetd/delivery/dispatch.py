@@ -18,23 +18,25 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-from magnetd import items, logs
+from magnetd import logs
 from magnetd.config import Config, Instance
-from magnetd.courier import Courier, Verdict, push
-from magnetd.health import UP, VPN_DOWN, Health, VpnGate
-from magnetd.inbox import Busy, Gone, Inbox, Waiting, read, unchanged
-from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
-from magnetd.qbittorrent import Client, InstanceError
-from magnetd.spool import Spool, error_record
+from magnetd.delivery.courier import Courier, Verdict, push
+from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.health.gate import VpnGate
+from magnetd.health.state import Health
+from magnetd.intake import items
+from magnetd.intake.inbox import Busy, Gone, Inbox, Waiting, read, unchanged
+from magnetd.model import AddOptions, Entry, GateStatus, InstanceStatus, Item, LineError, Rejected
+from magnetd.records.spool import Spool, error_record
 
 if TYPE_CHECKING:
-    from magnetd.ledger import Ledger
+    from magnetd.delivery.ledger import Ledger
 
 MAX_ATTEMPTS = 3
 KEEPALIVE = 1.0  # seconds: while waiting for the courier, call ``keepalive`` at least this often
 VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
 
-log = logs.get("magnetd.dispatch")
+log = logs.get("magnetd.delivery.dispatch")
 
 
 @dataclass
@@ -153,17 +155,12 @@ class Dispatcher:
         if self.gate and any(i.requires_vpn for i in usable) and self.health.vpn_age() > VPN_RECHECK:
             status, detail = self.gate.check(count=1, timeout=min(1.0, self.gate.vpn.timeout))
             self.health.set_vpn(status, detail)
-            if status != UP:
+            if status != GateStatus.UP:
                 for inst in usable:
                     if inst.requires_vpn:
-                        self.health.set_instance(inst.name, VPN_DOWN, detail)
+                        self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, detail)
                 usable = self.health.usable()
         return usable
-
-    def send(self, jobs: Sequence[Job]) -> bool:
-        """Send ``jobs`` and settle them; False if they were held."""
-        flight = self.launch(jobs)
-        return flight is not None and self.land(flight)
 
     def launch(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Flight | None:
         """Hand ``jobs`` to the courier for the first healthy instance not in ``skip``; None: held."""

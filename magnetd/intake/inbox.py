@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from magnetd.model import Rejected, Seen
-from magnetd.watcher import in_hidden_dir, is_candidate
+from magnetd.intake.watcher import in_hidden_dir, is_candidate
+from magnetd.model import Arrival, Rejected, Seen
 
 EMPTY_GRACE = 5.0  # an empty file may be a placeholder about to be replaced (browsers do this)
 F_SETLEASE = 1024  # Linux fcntl commands, absent from Python's fcntl module
@@ -41,7 +41,7 @@ class Waiting:
     path: Path
     first_seen: float
     first_seen_wall: float
-    how: str
+    how: Arrival
     size: int = -1
     mtime: float = -1.0
     attempts: int = 0
@@ -69,12 +69,12 @@ class Inbox:
         known = self._files.get(path)
         if known is None:
             now, wall = self.clock(), time.time()
-            if seen.how == "scan":  # found by a scan: its age counts from when it was written
+            if seen.how == Arrival.SCAN:  # found by a scan: its age counts from when it was written
                 with contextlib.suppress(OSError):
                     age = max(0.0, wall - path.lstat().st_mtime)
                     now, wall = now - age, wall - age
             self._files[path] = Waiting(path, now, wall, seen.how)
-        elif seen.how in ("moved", "closed"):
+        elif seen.how.complete:
             known.how = seen.how
             if known.attempts == 0:
                 known.not_before = 0.0  # the writer is done: try it now
@@ -82,12 +82,12 @@ class Inbox:
     def forget(self, path: Path) -> None:
         self._files.pop(path, None)
 
-    def due(self, limit: int | None = None) -> list[Waiting]:
+    def due(self) -> list[Waiting]:
         """Files whose back-off has passed, oldest first."""
         now = self.clock()
         ready = [w for w in self._files.values() if w.not_before <= now]
         ready.sort(key=lambda w: w.first_seen)
-        return ready if limit is None else ready[:limit]
+        return ready
 
     def oldest(self) -> Waiting | None:
         return min(self._files.values(), key=lambda w: w.first_seen, default=None)
@@ -131,7 +131,7 @@ def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: fl
         detail = f"{info.st_size} bytes is over limits.max_file_bytes ({max_bytes}); not read"
         raise Rejected("too_large", detail)
     # A renamed-in or closed file is complete: only files seen otherwise need the lease check.
-    lease = None if waiting.how in ("moved", "closed") else _take_lease(fd)
+    lease = None if waiting.how.complete else _take_lease(fd)
     try:
         if lease is False:
             raise Busy("a writer still has the file open")
@@ -178,11 +178,11 @@ def _read_all(fd: int, max_bytes: int) -> bytes:
 
 def _settled(waiting: Waiting, info: os.stat_result, settle: float, now: float) -> bool:
     """Renamed-in or closed files are complete; others once unchanged for ``settle`` seconds."""
-    if waiting.how in ("moved", "closed"):
+    if waiting.how.complete:
         return True
     same = (waiting.size, waiting.mtime) == (info.st_size, info.st_mtime)
     waiting.size, waiting.mtime = info.st_size, info.st_mtime
-    return now - info.st_mtime >= settle and (same or waiting.how == "scan")
+    return now - info.st_mtime >= settle and (same or waiting.how == Arrival.SCAN)
 
 
 def _take_lease(fd: int) -> bool | None:

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from fastbencode import bdecode, bencode  # type: ignore[attr-defined]  # not re-exported
 
-from magnetd.magnet import parse_link, parse_magnet, snippet
-from magnetd.model import AddOptions, Entry, Item, LineError, Magnet, Rejected
+from magnetd.intake.magnet import parse_link, parse_magnet, snippet
+from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
 
 MAX_ENTRIES = 100_000
 """The most entries (non-blank, non-comment lines or list elements) one file may hold."""
@@ -25,20 +25,12 @@ MAX_ENTRIES = 100_000
 MAX_JSON_DEPTH = 32
 """The deepest nesting of JSON arrays/objects accepted."""
 
-KINDS = ("magnet", "url", "json", "torrent")
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _NOT_CANONICAL = "info dictionary is not canonically encoded; qBittorrent would list it under another hash"
 _T = TypeVar("_T")
-
-
-def kind_of(name: str) -> str | None:
-    """The kind of file ``name`` is by its extension (any case), or None if unsupported."""
-    _, dot, ext = name.rpartition(".")
-    kind = ext.lower()
-    return kind if dot and kind in KINDS else None
 
 
 def _decode(data: bytes, utf16: bool = False) -> str:
@@ -92,7 +84,7 @@ def _magnet_entry(line: int, text: str, magnet: Magnet) -> Entry:
     return Entry(line=line, torrent_id=magnet.torrent_id, text=text, magnet=magnet, name=magnet.name)
 
 
-def _build(kind: str, results: list[Entry | LineError], what: str, options: AddOptions) -> Item:
+def _build(kind: FileKind, results: list[Entry | LineError], what: str, options: AddOptions) -> Item:
     """An Item from per-entry results, or Rejected if none is good."""
     entries = tuple(r for r in results if isinstance(r, Entry))
     errors = [r for r in results if isinstance(r, LineError)]
@@ -114,7 +106,7 @@ def _parse_magnet_file(data: bytes) -> Item:
     lines = list(_magnet_lines(_decode(data)))
     _check_count(len(lines))
     results = [_link_entry(number, line) for number, line in lines]
-    return _build("magnet", results, "only blank lines and comments", AddOptions())
+    return _build(FileKind.MAGNET, results, "only blank lines and comments", AddOptions())
 
 
 def _shortcut_url(text: str) -> tuple[int, str]:
@@ -141,7 +133,7 @@ def _parse_url_file(data: bytes) -> Item:
     except Rejected as exc:
         error = LineError(line=number, reason=exc.reason, detail=exc.detail, text=value)
         raise Rejected(exc.reason, exc.detail, lines=[error]) from None
-    return Item(kind="url", entries=(_magnet_entry(number, value, magnet),))
+    return Item(kind=FileKind.URL, entries=(_magnet_entry(number, value, magnet),))
 
 
 def _check_depth(text: str) -> None:
@@ -230,7 +222,7 @@ def _parse_json_file(data: bytes) -> Item:
     options = _json_options(value)
     _check_count(len(magnets))
     results = [_json_entry(n, element) for n, element in enumerate(magnets, start=1)]
-    return _build("json", results, "the magnets list is empty", options)
+    return _build(FileKind.JSON, results, "the magnets list is empty", options)
 
 
 def _torrent_info(data: bytes) -> dict[bytes, Any]:
@@ -267,20 +259,20 @@ def _parse_torrent_file(data: bytes) -> Item:
     name = info.get(b"name")
     title = name.decode("utf-8", errors="replace") if isinstance(name, bytes) else None
     entry = Entry(line=1, torrent_id=torrent_id, text="", torrent=data, name=title)
-    return Item(kind="torrent", entries=(entry,))
+    return Item(kind=FileKind.TORRENT, entries=(entry,))
 
 
-_PARSERS: dict[str, Callable[[bytes], Item]] = {
-    "magnet": _parse_magnet_file,
-    "url": _parse_url_file,
-    "json": _parse_json_file,
-    "torrent": _parse_torrent_file,
+_PARSERS: dict[FileKind, Callable[[bytes], Item]] = {
+    FileKind.MAGNET: _parse_magnet_file,
+    FileKind.URL: _parse_url_file,
+    FileKind.JSON: _parse_json_file,
+    FileKind.TORRENT: _parse_torrent_file,
 }
 
 
 def parse_item(name: str, data: bytes) -> Item:
     """What the dropped file ``name`` holding ``data`` asks for, else Rejected."""
-    kind = kind_of(name)
+    kind = FileKind.of(name)
     if kind is None:
         raise Rejected("unsupported_kind", f"unsupported file type: {snippet(name)}")
     if not data:
@@ -312,8 +304,8 @@ def _render_json(data: bytes, lines: Collection[int]) -> bytes:
 def render(item: Item, name: str, data: bytes, lines: Collection[int]) -> bytes:
     """The file ``name`` rewritten to hold only the entries/rejects whose line is in ``lines``."""
     wanted = frozenset(lines)
-    if item.kind == "magnet":
+    if item.kind == FileKind.MAGNET:
         return _render_magnet(item, wanted)
-    if item.kind == "json":
+    if item.kind == FileKind.JSON:
         return _render_json(data, wanted)
     return data

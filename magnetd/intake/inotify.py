@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from magnetd.model import Seen
+from magnetd.model import Arrival, Seen
 
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
@@ -126,7 +126,7 @@ class InotifyReader:
                 if not self._handle(parse(buffer)):
                     return
         except Exception:
-            self.out.put(Seen(self.root, "error"))  # the owner rescans and restarts us
+            self.out.put(Seen(self.root, Arrival.ERROR))  # the owner rescans and restarts us
 
     def _handle(self, events: list[tuple[int, int, bytes]]) -> bool:
         """Queue what ``events`` say; False once the root folder is gone."""
@@ -134,7 +134,7 @@ class InotifyReader:
         for wd, mask, name in events:
             if mask & IN_Q_OVERFLOW:  # events were lost: watch folders made meanwhile, the owner rescans
                 self._watch_tree(os.fsencode(self.root), strict=False)
-                put(Seen(self.root, "error"))
+                put(Seen(self.root, Arrival.ERROR))
                 continue
             if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
                 if wd == self._root_wd:
@@ -148,13 +148,13 @@ class InotifyReader:
             if mask & IN_ISDIR:
                 if mask & (IN_CREATE | IN_MOVED_TO) and not name.startswith(b"."):
                     self._watch_tree(path, strict=False)
-                    put(Seen(Path(os.fsdecode(path)), "dir"))  # files already inside have no events
+                    put(Seen(Path(os.fsdecode(path)), Arrival.DIR))  # files already inside have no events
             elif mask & IN_MOVED_TO:
-                put(Seen(Path(os.fsdecode(path)), "moved"))
+                put(Seen(Path(os.fsdecode(path)), Arrival.MOVED))
             elif mask & IN_CLOSE_WRITE:
-                put(Seen(Path(os.fsdecode(path)), "closed"))
+                put(Seen(Path(os.fsdecode(path)), Arrival.CLOSED))
             elif mask & IN_CREATE:
-                put(Seen(Path(os.fsdecode(path)), "created"))
+                put(Seen(Path(os.fsdecode(path)), Arrival.CREATED))
         return True
 
     # -- watches ---------------------------------------------------------------------------

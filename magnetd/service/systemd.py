@@ -12,13 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-_native_notify: Callable[..., Any] | None = None
-try:
-    from systemd import daemon as _systemd_daemon
+from magnetd import optional
 
-    _native_notify = _systemd_daemon.notify
-except ImportError:  # the optional `systemd` extra is not installed: use the datagram below
-    pass
+_daemon = optional.load("systemd.daemon")  # the `systemd` extra; without it, the datagram below
+_native_notify: Callable[..., Any] | None = _daemon.notify if _daemon is not None else None
 
 
 class Notifier:

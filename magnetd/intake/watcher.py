@@ -1,6 +1,6 @@
 """Watch the inbox: a thread that only queues paths, plus full scans.
 
-On Linux that thread reads inotify itself (:mod:`magnetd.inotify`); elsewhere,
+On Linux that thread reads inotify itself (:mod:`magnetd.intake.inotify`); elsewhere,
 and when polling, it is a watchdog observer. Neither touches files: each
 pushes ``Seen`` records into a queue the supervisor drains. A handler error
 cannot kill the observer, and the supervisor checks :meth:`Watcher.alive` and
@@ -28,10 +28,11 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from magnetd.inotify import InotifyReader
-from magnetd.model import Seen
+from magnetd.config import Polling
+from magnetd.intake.inotify import InotifyReader
+from magnetd.model import Arrival, FileKind, Seen
 
-KINDS = (".magnet", ".url", ".json", ".torrent")
+KINDS = tuple(kind.suffix for kind in FileKind)
 TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", ".!qb", "~")
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs")
 
@@ -72,12 +73,10 @@ def scan(root: Path) -> Iterator[Path]:
             continue  # vanished or unreadable folder: the next scan tries again
 
 
-def use_polling(setting: str, path: Path) -> bool:
+def use_polling(setting: Polling, path: Path) -> bool:
     """Resolve ``watch.polling``: ``auto`` polls on network file systems."""
-    if setting in ("true", "True"):
-        return True
-    if setting in ("false", "False"):
-        return False
+    if setting != Polling.AUTO:
+        return setting == Polling.ALWAYS
     return filesystem_type(path) in NETWORK_FS
 
 
@@ -111,22 +110,22 @@ class _Handler(FileSystemEventHandler):
         try:
             self._queue(event)
         except Exception:
-            self.out.put(Seen(Path(), "error"))
+            self.out.put(Seen(Path(), Arrival.ERROR))
 
     def _queue(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             if event.event_type in ("created", "moved"):
                 target = getattr(event, "dest_path", "") or event.src_path
-                self.out.put(Seen(Path(os.fsdecode(target)), "dir"))
+                self.out.put(Seen(Path(os.fsdecode(target)), Arrival.DIR))
             return
         if isinstance(event, FileMovedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.dest_path)), "moved"))
+            self.out.put(Seen(Path(os.fsdecode(event.dest_path)), Arrival.MOVED))
         elif isinstance(event, FileClosedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), "closed"))
+            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.CLOSED))
         elif isinstance(event, FileCreatedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), "created"))
+            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.CREATED))
         elif isinstance(event, FileModifiedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), "modified"))
+            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.MODIFIED))
 
 
 def _observer(polling: bool) -> Any:
@@ -139,7 +138,7 @@ def _observer(polling: bool) -> Any:
 class Watcher:
     """Owns the watchdog observer for one inbox."""
 
-    def __init__(self, inbox: Path, out: queue.SimpleQueue[Any], polling: str = "auto") -> None:
+    def __init__(self, inbox: Path, out: queue.SimpleQueue[Any], polling: Polling = Polling.AUTO) -> None:
         self.inbox = inbox
         self.out = out
         self.polling_setting = polling

@@ -1,0 +1,15 @@
+"""Wall-clock time as magnetd writes it everywhere: ISO 8601, UTC, whole seconds, ``Z``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def now_iso() -> str:
+    """Now, e.g. ``2026-11-23T18:00:00Z``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """The time :func:`now_iso` wrote."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,1 @@
+"""Delivery: carry items to qBittorrent, verify them by infohash, settle each file."""

@@ -1,0 +1,1 @@
+"""Health: the VPN gate and each instance's status, probed on their own thread."""

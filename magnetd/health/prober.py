@@ -1,0 +1,77 @@
+"""The prober: a thread that refreshes :class:`~magnetd.health.state.Health` every round.
+
+An instance that needs the VPN is never contacted while the gate is not up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from magnetd import logs
+from magnetd.config import Instance
+from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.health.gate import VpnGate
+from magnetd.health.state import Health
+from magnetd.model import InstanceStatus
+
+log = logs.get("magnetd.health")
+
+
+class Prober(threading.Thread):
+    """Every ``interval`` seconds: check the gate, then probe each instance in parallel."""
+
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        clients: Mapping[str, Client],
+        health: Health,
+        gate: VpnGate | None,
+        interval: float,
+    ) -> None:
+        super().__init__(name="magnetd-prober", daemon=True)
+        self.instances = list(instances)
+        self.clients = clients
+        self.health = health
+        self.gate = gate
+        self.interval = interval
+        self.stopped = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.instances)), thread_name_prefix="probe")
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.round()
+            except Exception:
+                log.exception("probe_round_failed")
+
+    def round(self) -> None:
+        """One health round (also called directly, before the daemon reports ready)."""
+        if self.gate is not None:
+            self.health.set_vpn(*self.gate.check())
+        vpn_up = self.health.vpn_up()
+        list(self._pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
+
+    def _probe(self, inst: Instance, vpn_up: bool) -> None:
+        if not inst.password:
+            hint = "its password source is empty: fill the password file, variable or credential"
+            self.health.set_instance(inst.name, InstanceStatus.NOT_CONFIGURED, hint)
+            return
+        if inst.requires_vpn and not vpn_up:
+            detail = f"VPN gateway {self.health.gateway} is not up"
+            self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, detail)
+            return
+        try:
+            version = self.clients[inst.name].version()
+        except InstanceError as exc:
+            self.health.set_instance(inst.name, exc.status, exc.detail)
+        except Exception as exc:
+            log.exception("probe_failed", instance=inst.name)
+            self.health.set_instance(inst.name, InstanceStatus.UNKNOWN, f"unexpected error: {exc!r}")
+        else:
+            self.health.set_instance(inst.name, InstanceStatus.OK, "", version)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._pool.shutdown(wait=False)

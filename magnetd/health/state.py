@@ -1,0 +1,128 @@
+"""The latest VPN and instance statuses: one locked record that the prober writes and the loop reads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from magnetd import logs
+from magnetd.clock import now_iso
+from magnetd.config import Instance, Vpn
+from magnetd.model import GateStatus, InstanceStatus
+from magnetd.records.status import InstanceView
+
+log = logs.get("magnetd.health")
+
+
+@dataclass
+class _State:
+    status: str = InstanceStatus.UNKNOWN
+    detail: str = "not probed yet"
+    since: str = field(default_factory=now_iso)
+    version: str | None = None
+    last_error: str | None = None
+
+
+class Health:
+    """The latest VPN and instance statuses; every change is logged and wakes the supervisor."""
+
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        vpn: Vpn | None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._instances = list(instances)
+        self._states = {inst.name: _State() for inst in instances}
+        self._vpn = _State() if vpn else None
+        self._vpn_checked = 0.0
+        self.gateway = vpn.gateway if vpn else None
+        self.wake = wake
+
+    def set_vpn(self, status: GateStatus, detail: str) -> None:
+        with self._lock:
+            assert self._vpn is not None
+            self._vpn_checked = time.monotonic()
+            changed = _update(self._vpn, status, detail, ok=GateStatus.UP)
+        if changed:
+            level = log.info if status == GateStatus.UP else log.warning
+            level("vpn_status_changed", gateway=self.gateway, old=changed, status=status, detail=detail)
+            self.wake()
+
+    def vpn_up(self) -> bool:
+        with self._lock:
+            return self._vpn is None or self._vpn.status == GateStatus.UP
+
+    def vpn_age(self) -> float:
+        with self._lock:
+            return time.monotonic() - self._vpn_checked
+
+    def set_instance(self, name: str, status: str, detail: str = "", version: str | None = None) -> None:
+        with self._lock:
+            state = self._states[name]
+            changed = _update(state, status, detail, ok=InstanceStatus.OK)
+            if version:
+                state.version = version
+        if changed:
+            level = log.info if status == InstanceStatus.OK else log.warning
+            level("instance_status_changed", instance=name, old=changed, status=status, detail=detail)
+            self.wake()
+
+    def usable(self) -> list[Instance]:
+        """Instances that are OK now, in priority order (VPN-bound ones only while it is up)."""
+        with self._lock:
+            vpn_up = self._vpn is None or self._vpn.status == GateStatus.UP
+            return [
+                inst
+                for inst in self._instances
+                if self._states[inst.name].status == InstanceStatus.OK and (vpn_up or not inst.requires_vpn)
+            ]
+
+    def vpn_view(self) -> dict[str, Any] | None:
+        with self._lock:
+            if self._vpn is None:
+                return None
+            return {
+                "gateway": self.gateway,
+                "status": self._vpn.status,
+                "detail": self._vpn.detail,
+                "since": self._vpn.since,
+            }
+
+    def views(self) -> list[InstanceView]:
+        with self._lock:
+            return [
+                InstanceView(
+                    name=inst.name,
+                    url=inst.url,
+                    status=(s := self._states[inst.name]).status,
+                    detail=s.detail,
+                    since=s.since,
+                    requires_vpn=inst.requires_vpn,
+                    webapi=s.version,
+                    last_error=s.last_error,
+                )
+                for inst in self._instances
+            ]
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=, e.g. ``primary VPN_DOWN · secondary OK``."""
+        with self._lock:
+            return " · ".join(f"{i.name} {self._states[i.name].status}" for i in self._instances)
+
+
+def _update(state: _State, status: str, detail: str, ok: str) -> str | None:
+    """Apply a status; return the old one if it changed."""
+    old = state.status
+    state.detail = detail
+    if status != ok:
+        state.last_error = f"{status}: {detail}" if detail else status
+    if status == old:
+        return None
+    state.status = status
+    state.since = now_iso()
+    return old

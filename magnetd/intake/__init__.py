@@ -1,0 +1,1 @@
+"""Intake: watch the inbox, tell when a file is complete, parse it into an Item."""

@@ -1,0 +1,1 @@
+"""Records: where files end up (sent/, failed/) and the status snapshot."""

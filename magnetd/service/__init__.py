@@ -1,0 +1,1 @@
+"""Service: the main loop and how magnetd runs under systemd and Windows."""
