@@ -12,18 +12,19 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from magnetd import __version__, logs
 from magnetd import config as configuration
-from magnetd import logs
 from magnetd.intake.magnet import parse_link
 from magnetd.model import ExitCode, Rejected
 from magnetd.records import status
-from magnetd.records.spool import ERROR_SUFFIX, free_name, fsync_dir, write_atomic
+from magnetd.records.spool import ERROR_SUFFIX, count_files, free_name, fsync_dir, write_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="magnetd", description="Send magnet links dropped in an inbox folder to qBittorrent."
     )
+    parser.add_argument("--version", action="version", version=f"magnetd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -123,6 +124,8 @@ def service(action: str, config: Path | None, startup: str) -> int:
 
 def show_status(cfg: configuration.Config, as_json: bool) -> int:
     snapshot = status.read(cfg.folders.state)
+    if snapshot is not None:  # the folders are the record: count them now, not when last written
+        snapshot.update(sent=count_files(cfg.folders.sent), failed=count_files(cfg.folders.failed))
     if as_json:
         if snapshot is None:
             print(json.dumps({"running": False, "error": "no status snapshot yet"}))

@@ -33,8 +33,23 @@ if TYPE_CHECKING:
     from magnetd.delivery.ledger import Ledger
 
 MAX_ATTEMPTS = 3
-KEEPALIVE = 1.0  # seconds: while waiting for the courier, call ``keepalive`` at least this often
-VPN_RECHECK = 1.0  # seconds: older VPN results are re-checked before sending to a VPN-bound instance
+"""Tries of one file before ``failed/``: a torrent qBittorrent accepted but never listed, or
+an error of magnetd's own. Three spread over ~6 s of back-off tell a passing hiccup (qBittorrent
+busy saving, a file briefly locked) from a file that will never go; more would only delay the
+verdict a person waits for."""
+UNREADABLE_ATTEMPTS = 5
+"""Tries of a file that cannot be read (permission denied, I/O error) before ``failed/``: reads
+fail for longer than sends (a producer still fixing permissions), so they get two more tries
+(2+4+8+16 s of back-off)."""
+BACKOFF_MAX = 60.0
+"""The longest wait between two tries of one file: long enough not to spin, short enough that a
+file fixed by hand goes out within a minute."""
+KEEPALIVE = 1.0
+"""Seconds: while waiting for the courier, call ``keepalive`` (the systemd watchdog) at least this
+often; far below any sane ``WatchdogSec``."""
+VPN_RECHECK = 1.0
+"""Seconds: a VPN result older than this is checked again (one ping) before a batch goes to a
+VPN-bound instance, so that traffic never follows a gate that dropped since the last round."""
 
 log = logs.get("magnetd.delivery.dispatch")
 
@@ -67,7 +82,8 @@ class Counters:
 
 
 def backoff(attempts: int) -> float:
-    return float(min(60, 2**attempts))
+    """Seconds before the next try of a file tried ``attempts`` times: 2, 4, 8 … up to a minute."""
+    return min(BACKOFF_MAX, float(2**attempts))
 
 
 def options_for(config: Config, rel: PurePath, item: Item) -> AddOptions:
@@ -129,14 +145,15 @@ class Dispatcher:
             self._fail(waiting, rel, exc.reason, exc.detail, exc.lines)
             return None
         except OSError as exc:
-            self.trouble(waiting, rel, "unreadable", f"cannot read: {exc.strerror or exc}", 5)
+            detail = f"cannot read: {exc.strerror or exc}"
+            self.retry_or_fail(waiting, rel, "unreadable", detail, UNREADABLE_ATTEMPTS)
             return None
         except Exception as exc:
-            self.trouble(waiting, rel, "internal_error", repr(exc), MAX_ATTEMPTS)
+            self.retry_or_fail(waiting, rel, "internal_error", repr(exc))
             return None
         return Job(waiting, rel, data, item, options_for(self.config, rel, item))
 
-    def trouble(
+    def retry_or_fail(
         self, waiting: Waiting, rel: PurePath, reason: str, detail: str, limit: int = MAX_ATTEMPTS
     ) -> None:
         """A failure that may pass: retry with back-off, then give up to ``failed/``."""
@@ -242,34 +259,37 @@ class Dispatcher:
             return
         good = [e for e in job.item.entries if e.torrent_id in verdict.present]
         missing = [e for e in job.item.entries if e.torrent_id not in verdict.present]
-        unresolved = [e for e in missing if e.torrent_id not in verdict.refused]
-        if unresolved and job.waiting.attempts + 1 < MAX_ATTEMPTS:
-            job.waiting.attempts += 1
-            detail = f"{len(unresolved)} torrent(s) not listed by {verdict.instance} after adding"
-            log.warning(
-                "file_retry",
-                file=str(job.rel),
-                reason="not_added",
-                detail=detail,
-                instance=verdict.instance,
-                attempt=job.waiting.attempts,
-            )
-            self.inbox.retry_later(job.waiting, backoff(job.waiting.attempts), detail)
+        if self._unconfirmed(job, missing, verdict):
             return
-        refused = [
-            LineError(e.line, "rejected", verdict.refused[e.torrent_id], e.text)
-            if e.torrent_id in verdict.refused
-            else LineError(e.line, "not_added", _NOT_LISTED, e.text)
-            for e in missing
-        ]
-        bad = sorted([*job.item.rejects, *refused], key=lambda r: r.line)
+        bad = sorted([*job.item.rejects, *_refusals(missing, verdict)], key=lambda r: r.line)
+        if not good:
+            self._fail(job.waiting, job.rel, _reason(bad), _detail(bad), bad, verdict.instance)
+        else:
+            self._sent(job, good, bad, verdict.instance)
+
+    def _unconfirmed(self, job: Job, missing: Sequence[Entry], verdict: Verdict) -> bool:
+        """Schedule another try if some entries were neither listed nor refused; True if so."""
+        unresolved = [e for e in missing if e.torrent_id not in verdict.refused]
+        if not unresolved or job.waiting.attempts + 1 >= MAX_ATTEMPTS:
+            return False
+        job.waiting.attempts += 1
+        detail = f"{len(unresolved)} torrent(s) not listed by {verdict.instance} after adding"
+        log.warning(
+            "file_retry",
+            file=str(job.rel),
+            reason="not_added",
+            detail=detail,
+            instance=verdict.instance,
+            attempt=job.waiting.attempts,
+        )
+        self.inbox.retry_later(job.waiting, backoff(job.waiting.attempts), detail)
+        return True
+
+    def _sent(self, job: Job, good: list[Entry], bad: list[LineError], instance: str) -> None:
+        """Move a file whose ``good`` entries are listed to ``sent/`` (its ``bad`` ones to ``failed/``)."""
         try:
-            if not good:
-                reason = _reason(bad)
-                self._fail(job.waiting, job.rel, reason, _detail(bad), bad, verdict.instance)
-                return
             if bad:
-                self._partial(job, good, bad, verdict.instance)
+                self._partial(job, good, bad, instance)
             else:
                 self.spool.sent(job.waiting.path, job.rel)
         except OSError as exc:
@@ -277,12 +297,11 @@ class Dispatcher:
             return
         self.inbox.forget(job.waiting.path)
         self.counters.sent += 1
-        event = "file_partial" if bad else "file_sent"
         log.info(
-            event,
+            "file_partial" if bad else "file_sent",
             file=str(job.rel),
             outcome="partial" if bad else "sent",
-            instance=verdict.instance,
+            instance=instance,
             **_hash_fields(_ids(good)),
             failed_lines=len(bad) or None,
             category=job.options.category,
@@ -337,6 +356,16 @@ class Dispatcher:
 
 _SKIPPED = "SKIPPED"  # status of a batch not sent because its instance went down meanwhile
 _NOT_LISTED = "qBittorrent accepted the request but never listed this torrent"
+
+
+def _refusals(missing: Sequence[Entry], verdict: Verdict) -> list[LineError]:
+    """Why each entry the instance does not list failed: refused by it, or never listed."""
+    return [
+        LineError(e.line, "rejected", verdict.refused[e.torrent_id], e.text)
+        if e.torrent_id in verdict.refused
+        else LineError(e.line, "not_added", _NOT_LISTED, e.text)
+        for e in missing
+    ]
 
 
 def _reason(bad: Sequence[LineError]) -> str:

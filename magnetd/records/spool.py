@@ -225,6 +225,14 @@ class Spool:
                 fsync_dir(directory)
 
 
+def count_files(root: Path) -> int:
+    """Files below ``root``, not counting ``.error.json`` records or hidden temporary files."""
+    total = 0
+    for _dirpath, _dirs, files in os.walk(root):
+        total += sum(1 for name in files if not name.endswith(ERROR_SUFFIX) and not name.startswith("."))
+    return total
+
+
 def prune(root: Path, days: float, now: float | None = None) -> int:
     """Delete files below ``root`` sent more than ``days`` ago; return how many.
 

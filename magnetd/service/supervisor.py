@@ -12,7 +12,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from magnetd import logs
@@ -29,7 +28,7 @@ from magnetd.intake.inbox import Inbox
 from magnetd.intake.watcher import Watcher, scan
 from magnetd.model import Arrival, Seen
 from magnetd.records import status
-from magnetd.records.spool import ERROR_SUFFIX, Spool, ensure_folders, prune
+from magnetd.records.spool import Spool, count_files, ensure_folders, prune
 from magnetd.service.systemd import Notifier
 
 WAKE = object()
@@ -39,14 +38,6 @@ IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next
 BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
 log = logs.get("magnetd")
-
-
-def count_files(root: Path) -> int:
-    """Files below ``root``, not counting ``.error.json`` records."""
-    total = 0
-    for _dirpath, _dirs, files in os.walk(root):
-        total += sum(1 for name in files if not name.endswith(ERROR_SUFFIX) and not name.startswith("."))
-    return total
 
 
 class Parts:
@@ -163,8 +154,7 @@ class Supervisor:
         for warning in cfg.warnings:
             log.warning("config_warning", detail=warning)
         self._start_watcher()
-        self.counters.sent = count_files(cfg.folders.sent)
-        self.counters.failed = count_files(cfg.folders.failed)
+        self._recount(sent=True)
         self.parts.prober.round()
         self.parts.prober.start()
         self._rescan()
@@ -246,20 +236,28 @@ class Supervisor:
         self.notifier.watchdog(time.monotonic())
 
     def _prune(self) -> None:
-        """Apply ``retention.sent_days`` to ``sent/``."""
+        """Apply ``retention.sent_days`` to ``sent/``, then count what it holds."""
         self._next_prune = time.monotonic() + PRUNE_EVERY
         days = self.config.sent_days
-        if days is None:
-            return
-        removed = prune(self.config.folders.sent, days)
-        if removed:
-            self.counters.sent = max(0, self.counters.sent - removed)
+        if days is not None and (removed := prune(self.config.folders.sent, days)):
             log.info("sent_pruned", removed=removed, older_than_days=days)
+        self._recount(sent=True)
 
     def _rescan(self) -> None:
         for path in scan(self.config.folders.inbox):
             self.inbox.note(Seen(path, Arrival.SCAN))
+        self._recount(sent=False)
         self._next_rescan = time.monotonic() + self.config.watch.rescan_interval
+
+    def _recount(self, sent: bool) -> None:
+        """Count what the folders hold, so the counts follow ``magnetd retry`` and hands.
+
+        ``failed/`` is small and counted at every rescan; ``sent/`` may hold hundreds
+        of thousands of files and is counted at start and with each retention pass.
+        """
+        self.counters.failed = count_files(self.config.folders.failed)
+        if sent:
+            self.counters.sent = count_files(self.config.folders.sent)
 
     def _drain(self) -> None:
         """Send every due file, oldest first, batch by batch, while an instance takes them.
@@ -339,7 +337,7 @@ class Supervisor:
         log.error("batch_error", error=repr(exc), files=len(batch))
         for job in batch:
             if job.waiting.path.exists():
-                self.parts.dispatcher.trouble(job.waiting, job.rel, "internal_error", repr(exc))
+                self.parts.dispatcher.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
 
     # -- status, reload, shutdown ------------------------------------------------------------
 

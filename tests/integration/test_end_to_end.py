@@ -141,3 +141,22 @@ def test_inbox_removed_while_running_is_recreated_and_watched(daemon: Daemon, qb
     wait_for(lambda: (daemon.sent / "after.magnet").exists(), 30, "after.magnet in sent/")
     assert infohash in listed(qbt, infohash)
     assert daemon.stop() == 0
+
+
+def test_counts_follow_the_folders_after_retry(daemon: Daemon) -> None:
+    """Files retried and failing again are counted once: the counts are the folders'."""
+    daemon.start()
+    for index in range(5):
+        drop(daemon.inbox, f"junk-{index}.magnet", f"not a magnet {index}\n")
+    wait_for(lambda: len(list(daemon.failed.glob("*.magnet"))) == 5, 20, "five failed files")
+    retried = daemon.command("retry")
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: len(daemon.events("file_failed")) == 10, 20, "the retried files to fail again")
+    wait_for(lambda: not list(daemon.inbox.glob("*.magnet")), 20, "the inbox to empty")
+    assert len(list(daemon.failed.glob("*.magnet"))) == 5
+    assert daemon.status()["failed"] == 5  # `magnetd status` counts the folders it shows
+
+    def counted() -> bool:
+        return json.loads((daemon.state / "status.json").read_text())["failed"] == 5
+
+    wait_for(counted, 15, "the daemon's own count to follow the folder (at its next rescan)")

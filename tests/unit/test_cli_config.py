@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,10 @@ def test_retry_moves_failed_files_back_without_their_record(tmp_path: Path) -> N
     assert (tmp_path / "in" / "books" / "x.magnet").read_text() == "a" * 40
     assert not (failed / "x.magnet.error.json").exists()
     assert main(["retry", "--config", str(path), "nope.magnet"]) == 1
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"magnetd {importlib.metadata.version('magnetd')}"
