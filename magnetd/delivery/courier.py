@@ -18,7 +18,10 @@ from typing import Any, TypeVar
 from magnetd.delivery.qbittorrent import Client, ItemRejected
 from magnetd.model import AddOptions, Entry
 
-VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ≈ 1.6 s in all
+VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+"""Waits before each verification look, ≈ 1.6 s in all. qBittorrent lists a new magnet within
+milliseconds, so the first looks come fast; a busy instance (saving resume data, thousands
+of adds queued) gets the later ones. What is still missing then is tried again as a file."""
 REFUSED = "qBittorrent refused it (not added, not already present)"
 
 T = TypeVar("T")

@@ -20,7 +20,10 @@ from magnetd.delivery.qbittorrent import Client, InstanceError
 from magnetd.health.state import Health
 from magnetd.model import AddOptions, Entry, InstanceStatus
 
-WINDOW = 120.0  # seconds before an outage whose adds are checked again
+WINDOW = 120.0
+"""Seconds before an outage whose adds are checked again. qBittorrent saves new torrents'
+resume data within seconds (and at once on a clean exit); two minutes covers a slow disk
+with a wide margin while keeping the memory of a busy day small."""
 
 log = logs.get("magnetd.delivery.ledger")
 

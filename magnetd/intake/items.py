@@ -20,10 +20,13 @@ from magnetd.intake.magnet import parse_link, parse_magnet, snippet
 from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
 
 MAX_ENTRIES = 100_000
-"""The most entries (non-blank, non-comment lines or list elements) one file may hold."""
+"""The most entries (non-blank, non-comment lines or list elements) one file may hold: ten
+times the largest backlog a workflow was seen to write, and small enough that parsing one
+file stays well under a second."""
 
 MAX_JSON_DEPTH = 32
-"""The deepest nesting of JSON arrays/objects accepted."""
+"""The deepest nesting of JSON arrays/objects accepted: a queue file needs 3; the limit keeps
+a hostile file far from Python's recursion limit."""
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 from magnetd.model import Magnet, Rejected
 
-MAX_LINE_CHARS = 65536
+MAX_LINE_CHARS = 65536  # real magnets with many trackers stay under 8 KiB; this refuses garbage early
 """The longest link accepted, in characters (after stripping surrounding whitespace)."""
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")

@@ -32,8 +32,8 @@ from magnetd.records.spool import Spool, count_files, ensure_folders, prune
 from magnetd.service.systemd import Notifier
 
 WAKE = object()
-IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads
-PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/
+IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads (a dead one is restarted)
+PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/: retention is in days, a walk costs
 IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next and settles others
 BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
