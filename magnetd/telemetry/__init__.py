@@ -1,0 +1,1 @@
+"""Telemetry: what magnetd tells people and programs beside its log: events and notifications."""
