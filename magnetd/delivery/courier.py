@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from magnetd.delivery.qbittorrent import Client, ItemRejected
+from magnetd.delivery.qbittorrent import ClientApi, ItemRejected
 from magnetd.model import AddOptions, Entry
 
 VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
@@ -39,7 +39,7 @@ class Verdict:
 
 
 def push(
-    client: Client,
+    client: ClientApi,
     instance: str,
     pairs: Sequence[tuple[Entry, AddOptions]],
     batch_size: int,
@@ -90,7 +90,7 @@ def push(
 
 
 def verify(
-    client: Client, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
+    client: ClientApi, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
 ) -> set[str]:
     """The ids qBittorrent lists; with ``wait``, waits briefly for adds it is still processing."""
     present: set[str] = set()

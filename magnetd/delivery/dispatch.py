@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from magnetd import logs
 from magnetd.config import Config, Instance
 from magnetd.delivery.courier import Courier, Verdict, push
-from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.health.gate import VpnGate
 from magnetd.health.state import Health
 from magnetd.intake import items
@@ -104,7 +104,7 @@ class Dispatcher:
     def __init__(
         self,
         config: Config,
-        clients: Mapping[str, Client],
+        clients: Mapping[str, ClientApi],
         health: Health,
         gate: VpnGate | None,
         spool: Spool,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from magnetd import logs
 from magnetd.delivery.courier import push
-from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.health.state import Health
 from magnetd.model import AddOptions, Entry, InstanceStatus
 
@@ -41,7 +41,7 @@ class Ledger:
 
     def __init__(
         self,
-        clients: Mapping[str, Client],
+        clients: Mapping[str, ClientApi],
         health: Health,
         batch_size: int,
         clock: Callable[[], float] = time.monotonic,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -130,6 +130,15 @@ def matches(torrent: Mapping[str, Any]) -> set[str]:
         if isinstance(value, str) and len(value) >= 40:
             found.add(value[:40].lower())
     return found
+
+
+class ClientApi(Protocol):
+    """The calls the dispatcher, prober, ledger and courier make: a :class:`Client`, or a test's fake."""
+
+    def version(self) -> str: ...
+    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer: ...
+    def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer: ...
+    def present(self, ids: Collection[str]) -> set[str]: ...
 
 
 class Client:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from magnetd import logs
 from magnetd.config import Instance
-from magnetd.delivery.qbittorrent import Client, InstanceError
+from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.health.gate import VpnGate
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
@@ -25,7 +25,7 @@ class Prober(threading.Thread):
     def __init__(
         self,
         instances: Sequence[Instance],
-        clients: Mapping[str, Client],
+        clients: Mapping[str, ClientApi],
         health: Health,
         gate: VpnGate | None,
         interval: float,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
-from fastbencode import bdecode, bencode  # type: ignore[attr-defined]  # not re-exported
+from fastbencode import bdecode, bencode
 
 from magnetd.intake.magnet import parse_link, parse_magnet, snippet
 from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastbencode import bencode  # type: ignore[attr-defined]  # re-exported at run time
 
 from magnetd.delivery.qbittorrent import Client, InstanceError, ItemRejected
 from magnetd.model import AddOptions
+from tests.daemon import wait_for
+from tests.integration.conftest import torrent_file
 from tests.qbt import Qbt
 from tests.realparts import need_program
 
@@ -51,23 +51,6 @@ def magnet(torrent_id: str) -> str:
     return f"magnet:?xt=urn:btih:{torrent_id}&dn=x"
 
 
-def v1_torrent() -> tuple[bytes, str]:
-    """A tiny, valid single-file v1 .torrent and its infohash."""
-    info = {b"name": b"x", b"piece length": 16384, b"pieces": secrets.token_bytes(20), b"length": 1}
-    data: bytes = bencode({b"info": info})
-    return data, hashlib.sha1(bencode(info)).hexdigest()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
-    """Whether ``check`` comes true within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_version(client: Client) -> None:
     assert re.fullmatch(r"2\.\d+\.\d+", client.version())
 
@@ -77,7 +60,7 @@ def test_batch_of_magnets_paused_with_category_and_tags(qbt: Qbt, client: Client
     options = AddOptions(category="books", tags=("magnetd", "second"), paused=True)
     answer = client.add_magnets([magnet(i) for i in ids], options)
     assert answer.accepted
-    assert eventually(lambda: client.present(ids) == set(ids))
+    wait_for(lambda: client.present(ids) == set(ids), 10)
 
     listed = client.torrents(ids)
     assert sorted(t["hash"] for t in listed) == sorted(ids)
@@ -98,7 +81,7 @@ def test_batch_of_magnets_paused_with_category_and_tags(qbt: Qbt, client: Client
 def test_present_ignores_unknown_ids(client: Client) -> None:
     known, unknown = random_ids(2)
     assert client.add_magnets([magnet(known)], AddOptions(paused=True)).accepted
-    assert eventually(lambda: client.present([known, unknown]) == {known})
+    wait_for(lambda: client.present([known, unknown]) == {known}, 10)
     assert client.present([unknown]) == set()
 
 
@@ -115,7 +98,7 @@ def test_wrong_password_tries_once(qbt: Qbt) -> None:
     wrong.close()
 
     api = qbt.api()
-    assert eventually(lambda: LOGIN_FAILURE in api.log_text())
+    wait_for(lambda: LOGIN_FAILURE in api.log_text(), 10)
     time.sleep(0.5)
     assert api.log_text().count(LOGIN_FAILURE) == 1
     assert api.login()
@@ -124,11 +107,11 @@ def test_wrong_password_tries_once(qbt: Qbt) -> None:
 
 
 def test_add_real_torrent_file(client: Client) -> None:
-    data, infohash = v1_torrent()
+    data, infohash = torrent_file("x")
     answer = client.add_torrent("x.torrent", data, AddOptions(category="books", paused=True))
     assert answer.accepted
-    assert eventually(lambda: client.present([infohash]) == {infohash})
-    assert eventually(lambda: client.torrents([infohash])[0]["state"] in PAUSED_STATES)
+    wait_for(lambda: client.present([infohash]) == {infohash}, 10)
+    wait_for(lambda: client.torrents([infohash])[0]["state"] in PAUSED_STATES, 10)
     assert client.torrents([infohash])[0]["category"] == "books"
 
 
@@ -145,7 +128,7 @@ def test_session_lost_on_restart_relogs_in(qbt: Qbt, client: Client) -> None:
     qbt.start()
     ids = random_ids(1)
     assert client.add_magnets([magnet(ids[0])], AddOptions(paused=True)).accepted
-    assert eventually(lambda: client.present(ids) == set(ids))
+    wait_for(lambda: client.present(ids) == set(ids), 10)
 
 
 def test_unreachable_when_stopped(qbt: Qbt, client: Client) -> None:

@@ -48,7 +48,7 @@ def test_every_kind_arrives_with_its_options(daemon: Daemon, qbt: Qbt) -> None:
 
     everything = [h1, *(h for _, h in multi), h_url, *(h for _, h in queued), h_book, h_torrent]
     seen = wait_for(
-        lambda: (t := listed(qbt, *everything)) and len(t) == len(everything) and t,
+        lambda: t if len(t := listed(qbt, *everything)) == len(everything) else {},
         30,
         "all torrents in qBittorrent",
     )

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_journal_entries_carry_magnetd_fields(daemon: Daemon, journald: None) ->
     drop(daemon.inbox, "journal.magnet", "\n".join(link for link, _ in links))
     wait_for(lambda: (daemon.sent / "journal.magnet").exists(), 30, "journal.magnet in sent/")
     for _, infohash in links:
-        entries = wait_for(lambda h=infohash: journal_entries(MAGNETD_INFOHASH=h), 20, "journal entry")
+        entries = wait_for(partial(journal_entries, MAGNETD_INFOHASH=infohash), 20, "journal entry")
         sent = [e for e in entries if e.get("MAGNETD_EVENT") == "file_sent"]
         assert sent, entries
         entry = sent[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,43 +13,12 @@ from magnetd.config import Config, Folders, Instance, Secret
 from magnetd.delivery import dispatch
 from magnetd.delivery.courier import Courier
 from magnetd.delivery.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
-from magnetd.delivery.qbittorrent import AddAnswer, InstanceError
 from magnetd.health.state import Health
 from magnetd.intake import items
 from magnetd.intake.inbox import Inbox
-from magnetd.model import AddOptions, Arrival, InstanceStatus, Seen
+from magnetd.model import Arrival, InstanceStatus, Item, Seen
 from magnetd.records.spool import Spool, ensure_folders
-
-
-class FakeClient:
-    """Records adds; ``fail`` raises an instance-wide error; ``refuse`` answers "Fails."."""
-
-    def __init__(self, fail: str | None = None, refuse: bool = False, lose: bool = False) -> None:
-        self.fail, self.refuse, self.lose = fail, refuse, lose
-        self.have: set[str] = set()
-        self.adds: list[tuple[list[str], AddOptions]] = []
-        self.threads: set[str] = set()  # where add_magnets ran
-        self.calls = 0  # add_magnets calls, failed ones included
-        self.gate: threading.Event | None = None  # when set, each add waits for it
-
-    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
-        self.threads.add(threading.current_thread().name)
-        self.calls += 1
-        if self.gate is not None:
-            assert self.gate.wait(10), "the test never opened the gate"
-        if self.fail:
-            raise InstanceError(self.fail, "connection dropped")
-        self.adds.append((list(uris), options))
-        if self.refuse:
-            return AddAnswer(accepted=False)
-        if not self.lose:
-            self.have.update(u.split("btih:")[1][:40].lower() for u in uris)
-        return AddAnswer(accepted=True)
-
-    def present(self, ids: Collection[str]) -> set[str]:
-        if self.fail:
-            raise InstanceError(self.fail, "connection dropped")
-        return self.have & set(ids)
+from tests.fakes import FakeClient, FakeClock
 
 
 def setup(
@@ -73,7 +42,7 @@ def setup(
         None,
         Spool(folders),
         inbox,
-        Counters(),  # type: ignore[arg-type]
+        Counters(),
         sleep=lambda _: None,
         courier=courier,
         keepalive=keepalive,
@@ -81,20 +50,8 @@ def setup(
     return dispatcher, inbox, config
 
 
-class Clock:
-    """A monotonic clock the tests move forward past every back-off."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def later(self) -> None:
-        self.now += 3600
-
-
-CLOCK = Clock()
+CLOCK = FakeClock()
+PAST_BACKOFF = 3600.0  # seconds: more than any retry back-off
 
 
 def drop(inbox: Inbox, config: Config, name: str, text: str) -> Path:
@@ -118,7 +75,7 @@ def run(dispatcher: Dispatcher, inbox: Inbox) -> bool:
 
 
 def test_failover_sends_the_whole_batch_to_the_next_instance(tmp_path: Path) -> None:
-    primary, secondary = FakeClient(fail="TIMEOUT"), FakeClient()
+    primary, secondary = FakeClient(fail=InstanceStatus.TIMEOUT), FakeClient()
     dispatcher, inbox, config = setup(tmp_path, {"primary": primary, "secondary": secondary})
     drop(inbox, config, "a.magnet", link())
     drop(inbox, config, "books/b.magnet", link())
@@ -149,7 +106,7 @@ def test_launch_returns_while_the_courier_adds_and_land_settles_in_order(tmp_pat
 
 
 def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path: Path) -> None:
-    primary, secondary = FakeClient(fail="UNREACHABLE"), FakeClient()
+    primary, secondary = FakeClient(fail=InstanceStatus.UNREACHABLE), FakeClient()
     primary.gate = threading.Event()
     courier = Courier()
     dispatcher, inbox, config = setup(tmp_path, {"primary": primary, "secondary": secondary}, courier)
@@ -164,13 +121,13 @@ def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path:
         courier.close()
     assert sorted(p.name for p in config.folders.sent.iterdir()) == ["a.magnet", "b.magnet"]
     assert len(secondary.adds) == 2 and [i.name for i in dispatcher.health.usable()] == ["secondary"]
-    assert primary.calls == 1  # the second batch, queued behind the failure, skipped it
+    assert primary.calls["add_magnets"] == 1  # the second batch, queued behind the failure, skipped it
 
 
 def test_batches_queued_behind_a_failure_skip_the_failed_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    primary, secondary = FakeClient(fail="TIMEOUT"), FakeClient()
+    primary, secondary = FakeClient(fail=InstanceStatus.TIMEOUT), FakeClient()
     primary.gate = threading.Event()
     monkeypatch.setattr(dispatch, "KEEPALIVE", 0.01)
     courier = Courier()
@@ -185,7 +142,7 @@ def test_batches_queued_behind_a_failure_skip_the_failed_instance(
         assert all(dispatcher.land(f) for f in flights if f is not None)
     finally:
         courier.close()
-    assert primary.calls == 1  # the three batches queued behind it never went to it
+    assert primary.calls["add_magnets"] == 1  # the three batches queued behind it never went to it
     assert len(secondary.adds) == 4 and len(list(config.folders.sent.iterdir())) == 4
 
 
@@ -217,7 +174,7 @@ def test_a_file_replaced_while_its_batch_was_out_is_read_again(tmp_path: Path) -
 
 def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:
     courier = Courier()
-    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail="TIMEOUT")}, courier)
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail=InstanceStatus.TIMEOUT)}, courier)
     try:
         path = drop(inbox, config, "a.magnet", link())
         flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
@@ -229,7 +186,7 @@ def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:
 
 
 def test_nothing_healthy_holds_files_untouched(tmp_path: Path) -> None:
-    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail="UNREACHABLE")})
+    dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail=InstanceStatus.UNREACHABLE)})
     path = drop(inbox, config, "a.magnet", link())
     assert not run(dispatcher, inbox)
     assert path.exists() and len(inbox) == 1
@@ -259,7 +216,7 @@ def test_unlisted_adds_are_retried_then_failed_as_not_added(tmp_path: Path) -> N
     drop(inbox, config, "lost.magnet", link())
     for _ in range(MAX_ATTEMPTS):
         run(dispatcher, inbox)
-        CLOCK.later()
+        CLOCK.advance(PAST_BACKOFF)
     record = (config.folders.failed / "lost.magnet.error.json").read_text()
     assert '"not_added"' in record
 
@@ -269,14 +226,14 @@ def test_an_unexpected_error_becomes_internal_error_after_bounded_retries(
 ) -> None:
     dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient()})
 
-    def explode(name: str, data: bytes) -> items.Item:
+    def explode(name: str, data: bytes) -> Item:
         raise ZeroDivisionError("parser bug")
 
     monkeypatch.setattr(items, "parse_item", explode)
     drop(inbox, config, "boom.magnet", link())
     for _ in range(MAX_ATTEMPTS):
         run(dispatcher, inbox)
-        CLOCK.later()
+        CLOCK.advance(PAST_BACKOFF)
     assert '"internal_error"' in (config.folders.failed / "boom.magnet.error.json").read_text()
 
 
@@ -290,7 +247,7 @@ def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch:
     monkeypatch.setattr("magnetd.delivery.dispatch.read", denied)
     for attempt in range(1, 6):
         run(dispatcher, inbox)
-        CLOCK.later()
+        CLOCK.advance(PAST_BACKOFF)
         failed = (config.folders.failed / "locked.magnet.error.json").exists()
         assert failed == (attempt == 5)
     assert '"unreadable"' in (config.folders.failed / "locked.magnet.error.json").read_text()

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import icmplib
 
 from magnetd.config import Instance, Secret, Vpn
-from magnetd.delivery.qbittorrent import InstanceError
 from magnetd.health.gate import VpnGate
 from magnetd.health.prober import Prober
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
-
-
-@dataclass
-class Host:
-    is_alive: bool
-    avg_rtt: float = 1.0
-    packets_sent: int = 1
+from tests.fakes import FakeClient, Host
 
 
 def test_gate_falls_back_to_unprivileged_ping_and_remembers_it() -> None:
@@ -49,17 +40,6 @@ def test_gate_down_when_unanswered() -> None:
     assert status == "DOWN"
 
 
-class FakeClient:
-    def __init__(self, error: InstanceError | None = None) -> None:
-        self.error, self.calls = error, 0
-
-    def version(self) -> str:
-        self.calls += 1
-        if self.error:
-            raise self.error
-        return "2.8.19"
-
-
 def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
     instances = [
         Instance("primary", "http://p/", "u", Secret("p"), requires_vpn=True),
@@ -69,11 +49,11 @@ def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
     clients = {"primary": FakeClient(), "secondary": FakeClient(), "empty": FakeClient()}
     health = Health(instances, Vpn("10.0.0.1"))
     gate = VpnGate(Vpn("10.0.0.1"), pinger=lambda a, **k: Host(False))
-    Prober(instances, clients, health, gate, 1).round()  # type: ignore[arg-type]
+    Prober(instances, clients, health, gate, 1).round()
     views = {v.name: v for v in health.views()}
-    assert views["primary"].status == InstanceStatus.VPN_DOWN and clients["primary"].calls == 0
+    assert views["primary"].status == InstanceStatus.VPN_DOWN and clients["primary"].calls["version"] == 0
     assert views["secondary"].status == InstanceStatus.OK and views["secondary"].webapi == "2.8.19"
-    assert views["empty"].status == InstanceStatus.NOT_CONFIGURED and clients["empty"].calls == 0
+    assert views["empty"].status == InstanceStatus.NOT_CONFIGURED and clients["empty"].calls["version"] == 0
     assert [i.name for i in health.usable()] == ["secondary"]
     assert health.summary() == "primary VPN_DOWN · secondary OK · empty NOT_CONFIGURED"
 
@@ -81,8 +61,8 @@ def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
 def test_probe_errors_become_statuses_with_last_error() -> None:
     instances = [Instance("a", "http://a/", "u", Secret("p"))]
     health = Health(instances, None)
-    error = InstanceError("AUTH_FAILED", "wrong password")
-    Prober(instances, {"a": FakeClient(error)}, health, None, 1).round()  # type: ignore[dict-item]
+    client = FakeClient(fail=InstanceStatus.AUTH_FAILED, detail="wrong password")
+    Prober(instances, {"a": client}, health, None, 1).round()
     view = health.views()[0]
     assert view.status == "AUTH_FAILED" and view.last_error == "AUTH_FAILED: wrong password"
     assert health.usable() == []

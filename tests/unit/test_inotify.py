@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from magnetd.model import Arrival, Seen
+from tests.daemon import wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
 
@@ -92,10 +93,7 @@ def test_the_reader_ends_when_the_inbox_goes_and_stop_is_clean(watched: Watched,
     inbox, _out, reader = watched
     assert reader.alive()
     os.rename(inbox, tmp_path / "elsewhere")
-    deadline = time.monotonic() + 5
-    while reader.alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not reader.alive()
+    wait_for(lambda: not reader.alive(), 5, "the reader to end")
     reader.stop()
     reader.stop()  # twice is harmless
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from fastbencode import bencode  # type: ignore[attr-defined]
+from fastbencode import bencode
 from hypothesis import given
 from hypothesis import strategies as st
 

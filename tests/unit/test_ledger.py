@@ -6,12 +6,15 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from magnetd.delivery.dispatch import Dispatcher
 from magnetd.delivery.ledger import WINDOW, Ledger
+from magnetd.intake.inbox import Inbox
 from magnetd.model import InstanceStatus
-from tests.unit.test_dispatch import CLOCK, FakeClient, drop, link, run, setup
+from tests.fakes import FakeClient
+from tests.unit.test_dispatch import CLOCK, drop, link, run, setup
 
 
-def with_ledger(tmp_path: Path) -> tuple[FakeClient, Ledger, object, object]:
+def with_ledger(tmp_path: Path) -> tuple[FakeClient, Ledger, Dispatcher, Inbox]:
     client = FakeClient()
     dispatcher, inbox, config = setup(tmp_path, {"only": client})
     ledger = Ledger(dispatcher.clients, dispatcher.health, 1000, clock=CLOCK, sleep=lambda _: None)
@@ -28,10 +31,10 @@ def test_torrents_lost_in_an_outage_are_added_again(tmp_path: Path) -> None:
     assert len(given) == 2
     lost = sorted(given)[0]
     client.have.discard(lost)  # qBittorrent listed it, then exited without saving it
-    dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.UNREACHABLE, "restarting")
     ledger.check()
     assert client.have == given - {lost}, "nothing is contacted while the instance is out"
-    dispatcher.health.set_instance("only", InstanceStatus.OK)  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.OK)
     with capture_logs() as events:
         ledger.check()
     assert client.have == given
@@ -47,11 +50,11 @@ def test_no_outage_no_recheck_and_old_adds_are_forgotten(tmp_path: Path) -> None
     adds = len(client.adds)
     ledger.check()
     assert len(client.adds) == adds
-    CLOCK.now += WINDOW + 1
+    CLOCK.advance(WINDOW + 1)
     ledger.check()  # past the window: forgotten
     client.have.clear()
-    dispatcher.health.set_instance("only", "UNREACHABLE", "restarting")  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.UNREACHABLE, "restarting")
     ledger.check()
-    dispatcher.health.set_instance("only", InstanceStatus.OK)  # type: ignore[attr-defined]
+    dispatcher.health.set_instance("only", InstanceStatus.OK)
     ledger.check()
     assert len(client.adds) == adds and not client.have

@@ -9,10 +9,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from magnetd.cli import build_parser
+from tests.daemon import wait_for
 from tests.realparts import missing, need_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +23,15 @@ DEFAULT_EXE = r"C:\Program Files\magnetd\Scripts\magnetd.exe"
 DEFAULT_CONFIG = r"C:\ProgramData\magnetd\magnetd.yaml"
 
 
+class CaseSensitiveParser(configparser.ConfigParser):
+    """A desktop entry's keys are case-sensitive: keep them as written."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def desktop_entry() -> configparser.SectionProxy:
-    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    parser = CaseSensitiveParser(interpolation=None, delimiters=("=",))
     parser.read(DESKTOP, encoding="utf-8")
     return parser["Desktop Entry"]
 
@@ -81,11 +87,7 @@ def test_gio_opens_a_magnet_link_into_the_inbox(tmp_path: Path) -> None:
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     subprocess.run([gio, "open", MAGNET], env=env, check=True, timeout=30)
     inbox = tmp_path / "inbox"
-    deadline = time.monotonic() + 20
-    while not list(inbox.glob("*.magnet")):
-        assert time.monotonic() < deadline, "magnetd add never wrote to the inbox"
-        time.sleep(0.05)
-    (dropped,) = inbox.glob("*.magnet")
+    (dropped,) = wait_for(lambda: list(inbox.glob("*.magnet")), 20, "magnetd add to write to the inbox")
     assert "0123456789abcdef0123456789abcdef01234567" in dropped.read_text(encoding="utf-8").lower()
 
 

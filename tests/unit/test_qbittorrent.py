@@ -26,6 +26,7 @@ from magnetd.delivery.qbittorrent import (
     upload_name,
 )
 from magnetd.model import AddOptions
+from tests.fakes import FakeClock
 
 URL = "http://qbt.test:8080/"
 API = URL + "api/v2/"
@@ -38,16 +39,6 @@ H1 = "a" * 40
 H2 = "b" * 40
 H3 = "c" * 40
 MAGNETS = [f"magnet:?xt=urn:btih:{h}&dn=x" for h in (H1, H2, H3)]
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -83,6 +74,13 @@ def form_of(call: Any) -> dict[str, list[str]]:
 def last_to(rsps: responses.RequestsMock, url: str) -> Any:
     """The last recorded call to ``url``."""
     return [call for call in rsps.calls if call.request.url == url][-1]
+
+
+def refuse_login(rsps: responses.RequestsMock, client: Client) -> None:
+    """qBittorrent refuses the password once: the client starts backing off."""
+    rsps.add(responses.POST, LOGIN, body="Fails.")
+    with pytest.raises(InstanceError):
+        client.login()
 
 
 # --- login ---------------------------------------------------------------
@@ -149,9 +147,7 @@ def test_session_cookie_is_kept_whatever_its_name(rsps: responses.RequestsMock, 
 def test_backoff_sends_nothing_until_it_passes(
     rsps: responses.RequestsMock, client: Client, clock: FakeClock
 ) -> None:
-    rsps.add(responses.POST, LOGIN, body="Fails.")
-    with pytest.raises(InstanceError):
-        client.login()
+    refuse_login(rsps, client)
     assert len(rsps.calls) == 1
     for call in (client.login, client.version, lambda: client.add_magnets(MAGNETS, AddOptions())):
         with pytest.raises(InstanceError) as caught:
@@ -201,9 +197,7 @@ def test_backoff_doubles_up_to_a_day_and_resets_on_success(
 def test_new_client_starts_without_backoff(
     rsps: responses.RequestsMock, client: Client, clock: FakeClock
 ) -> None:
-    rsps.add(responses.POST, LOGIN, body="Fails.")
-    with pytest.raises(InstanceError):
-        client.login()
+    refuse_login(rsps, client)
     fresh = Client(URL, "admin", "new-password", clock=clock)
     assert fresh.login_blocked_until is None
     rsps.replace(responses.POST, LOGIN, body="Ok.")

@@ -17,6 +17,7 @@ import structlog
 
 from magnetd import config
 from magnetd.service import winservice
+from magnetd.service.supervisor import Supervisor
 from magnetd.service.systemd import Notifier
 from magnetd.service.winservice import (
     CONTROL_INTERROGATE,
@@ -32,6 +33,7 @@ from magnetd.service.winservice import (
     SERVICE_STOPPED,
     ServiceCore,
 )
+from tests.daemon import wait_for
 
 ENV = {"MAGNETD_TEST_PW": "s3cret-pw"}
 GOOD = """
@@ -111,13 +113,6 @@ def run_in_thread(core: ServiceCore) -> tuple[threading.Thread, list[int]]:
     return thread, result
 
 
-def wait_for(condition: Any, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 # -- pure logic ---------------------------------------------------------------------------
 
 
@@ -178,7 +173,7 @@ def test_module_imports_without_pywin32() -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError):
-        _ = winservice.NoSuchThing  # type: ignore[attr-defined]
+        _ = winservice.NoSuchThing
 
 
 def test_notifier_reloads_without_clock_gettime(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +293,8 @@ def test_real_supervisor_runs_reloads_and_stops(tmp_path: Path, monkeypatch: pyt
     core = ServiceCore(scm, lambda: str(write_config(tmp_path)), environ=ENV)
     thread, result = run_in_thread(core)
     wait_for(lambda: log.exists() and '"daemon_started"' in log.read_text(encoding="utf-8"), 10)
-    assert not core.supervisor.notifier.enabled  # type: ignore[union-attr]
+    assert isinstance(core.supervisor, Supervisor)
+    assert not core.supervisor.notifier.enabled
     core.control(CONTROL_PARAMCHANGE)
     wait_for(lambda: '"config_reloaded"' in log.read_text(encoding="utf-8"), 10)
     core.control(CONTROL_STOP)
@@ -308,6 +304,13 @@ def test_real_supervisor_runs_reloads_and_stops(tmp_path: Path, monkeypatch: pyt
 
 
 # -- pywin32, faked -----------------------------------------------------------------------
+
+
+class FakeModule(types.ModuleType):
+    """A stand-in for a pywin32 module: the test gives it whatever attributes it needs."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
 
 
 class Win32Error(Exception):
@@ -322,9 +325,11 @@ def pywin32(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
     fake = types.SimpleNamespace(calls=[], options={}, events=[], statuses=[], fail={})
 
     class ServiceFramework:
+        _svc_name_: str  # set by the subclass
+
         def __init__(self, args: list[str]) -> None:
             self.args = args
-            fake.events.append(("SetEventSourceName", self._svc_name_))  # type: ignore[attr-defined]
+            fake.events.append(("SetEventSourceName", self._svc_name_))
 
         def ReportServiceStatus(
             self, state: int, waitHint: int = 5000, win32ExitCode: int = 0, svcExitCode: int = 0
@@ -340,10 +345,10 @@ def pywin32(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
 
         return record
 
-    util = types.ModuleType("win32serviceutil")
-    util.ServiceFramework = ServiceFramework  # type: ignore[attr-defined]
-    util.GetServiceCustomOption = lambda name, option, default=None: fake.options.get(option, default)  # type: ignore[attr-defined]
-    util.SetServiceCustomOption = lambda name, option, value: fake.options.__setitem__(option, value)  # type: ignore[attr-defined]
+    util = FakeModule("win32serviceutil")
+    util.ServiceFramework = ServiceFramework
+    util.GetServiceCustomOption = lambda name, option, default=None: fake.options.get(option, default)
+    util.SetServiceCustomOption = lambda name, option, value: fake.options.__setitem__(option, value)
     for name in (
         "InstallService",
         "ChangeServiceConfig",
@@ -352,14 +357,14 @@ def pywin32(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
         "RemoveService",
     ):
         setattr(util, name, call(name))
-    util.LocateSpecificServiceExe = call("LocateSpecificServiceExe", r'"C:\venv\pythonservice.exe"')  # type: ignore[attr-defined]
+    util.LocateSpecificServiceExe = call("LocateSpecificServiceExe", r'"C:\venv\pythonservice.exe"')
     fake.query = [(16, SERVICE_RUNNING, 13, 0, 0, 0, 0)]
-    util.QueryServiceStatus = lambda name: fake.query.pop(0) if len(fake.query) > 1 else fake.query[0]  # type: ignore[attr-defined]
-    service = types.ModuleType("win32service")
-    service.error = Win32Error  # type: ignore[attr-defined]
-    manager = types.ModuleType("servicemanager")
-    manager.LogErrorMsg = lambda text: fake.events.append(("error", text))  # type: ignore[attr-defined]
-    manager.LogInfoMsg = lambda text: fake.events.append(("info", text))  # type: ignore[attr-defined]
+    util.QueryServiceStatus = lambda name: fake.query.pop(0) if len(fake.query) > 1 else fake.query[0]
+    service = FakeModule("win32service")
+    service.error = Win32Error
+    manager = FakeModule("servicemanager")
+    manager.LogErrorMsg = lambda text: fake.events.append(("error", text))
+    manager.LogInfoMsg = lambda text: fake.events.append(("info", text))
     for module in (util, service, manager):
         monkeypatch.setitem(sys.modules, module.__name__, module)
     winservice.service_class.cache_clear()
@@ -368,7 +373,7 @@ def pywin32(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
 
 
 def test_service_class_imports_and_instantiates_with_fakes(pywin32: types.SimpleNamespace) -> None:
-    cls = winservice.MagnetdService  # type: ignore[attr-defined]  # as pythonservice.exe finds it
+    cls = winservice.MagnetdService  # as pythonservice.exe finds it
     assert cls is winservice.service_class()
     assert (cls._svc_name_, cls._svc_display_name_) == ("magnetd", winservice.DISPLAY_NAME)
     service = cls(["magnetd"])
