@@ -157,6 +157,7 @@ def test_counts_follow_the_folders_after_retry(daemon: Daemon) -> None:
     assert daemon.status()["failed"] == 5  # `magnetd status` counts the folders it shows
 
     def counted() -> bool:
-        return json.loads((daemon.state / "status.json").read_text())["failed"] == 5
+        snapshot: dict[str, int] = json.loads((daemon.state / "status.json").read_text())
+        return snapshot["failed"] == 5
 
     wait_for(counted, 15, "the daemon's own count to follow the folder (at its next rescan)")
