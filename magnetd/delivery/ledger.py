@@ -22,7 +22,7 @@ from magnetd.model import AddOptions, Entry, InstanceStatus
 
 WINDOW = 120.0  # seconds before an outage whose adds are checked again
 
-log = logs.get("magnetd.delivery.ledger")
+log = logs.get(__name__)
 
 
 @dataclass(frozen=True)
