@@ -99,7 +99,7 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
     try:
         supervisor = Supervisor(cfg)
     except Exception as exc:
-        logs.get().critical("daemon_failed", error=repr(exc))
+        logs.get(__name__).critical("daemon_failed", error=repr(exc), exc_info=exc)
         return ExitCode.ERROR
     signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
@@ -108,7 +108,7 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
     try:
         return supervisor.run()
     except Exception as exc:
-        logs.get().critical("daemon_failed", error=repr(exc))
+        logs.get(__name__).critical("daemon_failed", error=repr(exc), exc_info=exc)
         return ExitCode.ERROR
 
 

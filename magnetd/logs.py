@@ -1,6 +1,9 @@
 """structlog set-up: console on a TTY, JSON lines otherwise; secrets redacted everywhere.
 
 Events are names, not sentences: ``log.info("file_sent", file=..., infohash=...)``.
+Every event carries the ``logger`` that emitted it; ``None`` values are left out;
+an error logged with ``exc_info`` (``log.exception``) carries its traceback on every
+target, as the ``exception`` field, masked like the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import FilteringBoundLogger, Processor
 
 REDACTED = "***"
 SECRET_KEYS = frozenset(
@@ -30,6 +36,7 @@ SECRET_KEYS = frozenset(
     }
 )
 TARGETS = ("auto", "console", "json", "journal")
+ROOT = "magnetd"  # the logger name of events logged without one
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -42,15 +49,27 @@ def register_secrets(values: Iterable[str]) -> None:
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A structlog processor: mask secret keys, and known secret values inside any string."""
+    """A structlog processor: mask secret keys, and known secret values inside any string.
+
+    Strings inside lists and dicts (a structured traceback) are masked too.
+    """
     with _secrets_lock:
         secrets = tuple(_secrets)
     for key, value in list(event.items()):
-        if key.lower() in SECRET_KEYS:
-            event[key] = REDACTED
-        elif isinstance(value, str) and secrets:
-            event[key] = _mask(value, secrets)
+        event[key] = _scrub(key, value, secrets)
     return event
+
+
+def _scrub(key: str, value: Any, secrets: tuple[str, ...]) -> Any:
+    if key.lower() in SECRET_KEYS:
+        return REDACTED
+    if isinstance(value, str):
+        return _mask(value, secrets) if secrets else value
+    if isinstance(value, dict):
+        return {k: _scrub(str(k), v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub("", v, secrets) for v in value]
+    return value
 
 
 def _mask(text: str, secrets: Iterable[str]) -> str:
@@ -58,6 +77,17 @@ def _mask(text: str, secrets: Iterable[str]) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def drop_none(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: leave out fields whose value is ``None`` (``False``, ``0``, ``""`` stay)."""
+    for key in [k for k, v in event.items() if v is None]:
+        del event[key]
+    return event
+
+
+# A traceback as data for JSON lines: frames without their local variables, which may hold secrets.
+dict_tracebacks = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
 def choose_target(target: str, stream: TextIO = sys.stderr) -> str:
@@ -83,32 +113,59 @@ def _stream_is_journal(stream: TextIO) -> bool:
 def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr) -> str:
     """Configure structlog for the whole process; return the target in use."""
     chosen = choose_target(target, stream)
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
-    ]
-    renderer: Any
+    renderer: Processor
+    tracebacks: Processor = structlog.processors.format_exc_info  # text: console and journald
     if chosen == "journal":
         from magnetd.service import journal  # imported late: only needed under systemd
 
         renderer = journal.JournalRenderer(fallback=stream)
     elif chosen == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        shared.append(structlog.dev.set_exc_info)
     else:
-        shared.append(structlog.processors.dict_tracebacks)
+        tracebacks = dict_tracebacks
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.dev.set_exc_info,
+        tracebacks,  # before redaction: a traceback is masked like any other field
+        redact,
+        drop_none,
+    ]
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=NamedPrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     return chosen
 
 
-def get(name: str = "magnetd") -> Any:
-    """A logger bound with the component's name."""
-    return structlog.get_logger(name)
+def get(name: str = ROOT) -> FilteringBoundLogger:
+    """A logger whose events carry ``logger=<name>``.
+
+    It is structlog's lazy proxy: a module-level ``log = get(...)`` made before
+    :func:`setup` uses the configuration in force when each event is logged.
+    """
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
+
+
+class NamedPrintLogger(structlog.PrintLogger):
+    """structlog's ``PrintLogger`` with the ``name`` that ``add_logger_name`` reads."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class NamedPrintLoggerFactory:
+    """Makes a :class:`NamedPrintLogger` from ``get_logger(name)``'s ``name``."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+
+    def __call__(self, *args: Any) -> NamedPrintLogger:
+        return NamedPrintLogger(self.file, str(args[0]) if args else ROOT)

@@ -51,7 +51,7 @@ VPN_RECHECK = 1.0
 """Seconds: a VPN result older than this is checked again (one ping) before a batch goes to a
 VPN-bound instance, so that traffic never follows a gate that dropped since the last round."""
 
-log = logs.get("magnetd.delivery.dispatch")
+log = logs.get(__name__)
 
 
 @dataclass
@@ -148,20 +148,36 @@ class Dispatcher:
             detail = f"cannot read: {exc.strerror or exc}"
             self.retry_or_fail(waiting, rel, "unreadable", detail, UNREADABLE_ATTEMPTS)
             return None
-        except Exception as exc:
-            self.retry_or_fail(waiting, rel, "internal_error", repr(exc))
+        except Exception as exc:  # a bug, not the file's fault: its traceback goes with the event
+            self.retry_or_fail(waiting, rel, "internal_error", repr(exc), cause=exc)
             return None
         return Job(waiting, rel, data, item, options_for(self.config, rel, item))
 
     def retry_or_fail(
-        self, waiting: Waiting, rel: PurePath, reason: str, detail: str, limit: int = MAX_ATTEMPTS
+        self,
+        waiting: Waiting,
+        rel: PurePath,
+        reason: str,
+        detail: str,
+        limit: int = MAX_ATTEMPTS,
+        cause: BaseException | None = None,
     ) -> None:
-        """A failure that may pass: retry with back-off, then give up to ``failed/``."""
+        """A failure that may pass: retry with back-off, then give up to ``failed/``.
+
+        ``cause``: an unexpected exception, whose traceback the event carries.
+        """
         waiting.attempts += 1
         if waiting.attempts >= limit:
-            self._fail(waiting, rel, reason, detail)
+            self._fail(waiting, rel, reason, detail, cause=cause)
             return
-        log.warning("file_retry", file=str(rel), reason=reason, detail=detail, attempt=waiting.attempts)
+        log.warning(
+            "file_retry",
+            file=str(rel),
+            reason=reason,
+            detail=detail,
+            attempt=waiting.attempts,
+            exc_info=cause,
+        )
         self.inbox.retry_later(waiting, backoff(waiting.attempts), f"{reason}: {detail}")
 
     # -- sending ---------------------------------------------------------------------------
@@ -186,8 +202,7 @@ class Dispatcher:
                 continue
             pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
             return Flight(jobs, inst, pairs, self.courier.submit(self._carry, inst, pairs))
-        log.info("files_held", files=len(jobs), reason="no healthy instance")
-        return None
+        return None  # the supervisor holds the inbox and logs `files_held` once
 
     def _carry(self, inst: Instance, pairs: list[tuple[Entry, AddOptions]]) -> Verdict:
         """On the courier: push, unless an earlier batch found the instance down meanwhile."""
@@ -325,6 +340,7 @@ class Dispatcher:
         detail: str,
         lines: Sequence[LineError] = (),
         instance: str | None = None,
+        cause: BaseException | None = None,
     ) -> None:
         try:
             self.spool.failed(waiting.path, error_record(reason, detail, instance, lines))
@@ -341,6 +357,7 @@ class Dispatcher:
             detail=detail,
             instance=instance,
             lines=len(lines) or None,
+            exc_info=cause,
         )
 
     def _move_failed(self, waiting: Waiting, rel: PurePath, exc: OSError) -> None:

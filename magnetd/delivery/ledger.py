@@ -25,7 +25,7 @@ WINDOW = 120.0
 resume data within seconds (and at once on a clean exit); two minutes covers a slow disk
 with a wide margin while keeping the memory of a busy day small."""
 
-log = logs.get("magnetd.delivery.ledger")
+log = logs.get(__name__)
 
 
 @dataclass(frozen=True)

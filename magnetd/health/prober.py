@@ -16,7 +16,7 @@ from magnetd.health.gate import VpnGate
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
 
-log = logs.get("magnetd.health")
+log = logs.get(__name__)
 
 
 class Prober(threading.Thread):
@@ -43,8 +43,8 @@ class Prober(threading.Thread):
         while not self.stopped.wait(self.interval):
             try:
                 self.round()
-            except Exception:
-                log.exception("probe_round_failed")
+            except Exception as exc:
+                log.exception("probe_round_failed", error=repr(exc))
 
     def round(self) -> None:
         """One health round (also called directly, before the daemon reports ready)."""
@@ -67,7 +67,7 @@ class Prober(threading.Thread):
         except InstanceError as exc:
             self.health.set_instance(inst.name, exc.status, exc.detail)
         except Exception as exc:
-            log.exception("probe_failed", instance=inst.name)
+            log.exception("probe_failed", instance=inst.name, error=repr(exc))
             self.health.set_instance(inst.name, InstanceStatus.UNKNOWN, f"unexpected error: {exc!r}")
         else:
             self.health.set_instance(inst.name, InstanceStatus.OK, "", version)

@@ -14,7 +14,7 @@ from magnetd.config import Instance, Vpn
 from magnetd.model import GateStatus, InstanceStatus
 from magnetd.records.status import InstanceView
 
-log = logs.get("magnetd.health")
+log = logs.get(__name__)
 
 
 @dataclass

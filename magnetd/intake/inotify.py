@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from magnetd import logs
 from magnetd.model import Arrival, Seen
 
 IN_CLOSE_WRITE = 0x00000008
@@ -39,6 +40,9 @@ IN_CLOEXEC = 0o2000000
 MASK = IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW
 HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
 BUFFER = 256 * 1024
+
+
+log = logs.get(__name__)
 
 
 def parse(buffer: bytes) -> list[tuple[int, int, bytes]]:
@@ -125,7 +129,8 @@ class InotifyReader:
                     continue
                 if not self._handle(parse(buffer)):
                     return
-        except Exception:
+        except Exception as exc:
+            log.exception("watcher_error", inbox=str(self.root), error=repr(exc), action="rescanning")
             self.out.put(Seen(self.root, Arrival.ERROR))  # the owner rescans and restarts us
 
     def _handle(self, events: list[tuple[int, int, bytes]]) -> bool:

@@ -28,6 +28,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from magnetd import logs
 from magnetd.config import Polling
 from magnetd.intake.inotify import InotifyReader
 from magnetd.model import Arrival, FileKind, Seen
@@ -35,6 +36,9 @@ from magnetd.model import Arrival, FileKind, Seen
 KINDS = tuple(kind.suffix for kind in FileKind)
 TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", ".!qb", "~")
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs")
+
+
+log = logs.get(__name__)
 
 
 def is_candidate(name: str) -> bool:
@@ -109,7 +113,10 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             self._queue(event)
-        except Exception:
+        except Exception as exc:
+            log.exception(
+                "watcher_error", path=os.fsdecode(event.src_path), error=repr(exc), action="rescanning"
+            )
             self.out.put(Seen(Path(), Arrival.ERROR))
 
     def _queue(self, event: FileSystemEvent) -> None:
@@ -176,5 +183,5 @@ class Watcher:
             try:
                 observer.stop()
                 observer.join(timeout=5)
-            except Exception:
-                pass
+            except Exception as exc:
+                log.exception("watcher_error", inbox=str(self.inbox), error=repr(exc), action="stopping")

@@ -4,6 +4,8 @@ The native protocol is a datagram of ``KEY=value`` lines to
 ``/run/systemd/journal/socket`` (values with a newline use the length-prefixed
 form). A list value becomes the same field repeated, so every infohash of a
 multi-magnet file is findable with ``journalctl MAGNETD_INFOHASH=<hash>``.
+An event's traceback (its ``exception`` field) becomes ``MAGNETD_TRACEBACK`` and
+also follows the summary line in ``MESSAGE``, so ``journalctl -u magnetd`` shows it.
 When journald is missing or refuses, the event goes to the fallback stream.
 """
 
@@ -28,11 +30,13 @@ SOCKET = "/run/systemd/journal/socket"
 PRIORITIES = {"debug": 7, "info": 6, "warning": 5, "warn": 5, "error": 3, "critical": 2, "exception": 3}
 _BAD_CHARS = re.compile(r"[^A-Z0-9_]")
 SUMMARY_KEYS = ("file", "instance", "status", "reason", "infohash", "detail", "error")
+TRACEBACK_KEY = "exception"  # where structlog's format_exc_info puts the traceback
+_RENAMED = {TRACEBACK_KEY: "TRACEBACK"}
 
 
 def field_name(key: str) -> str:
     """``MAGNETD_<KEY>``: upper case, only ``[A-Z0-9_]`` (journald drops other names)."""
-    return "MAGNETD_" + _BAD_CHARS.sub("_", key.upper())
+    return "MAGNETD_" + _BAD_CHARS.sub("_", _RENAMED.get(key, key).upper())
 
 
 def _value(value: Any) -> str:
@@ -64,7 +68,11 @@ def message(event: MutableMapping[str, Any]) -> str:
             parts.append(f"{key}={_value(event[key])}")
     if isinstance(event.get("infohashes"), list):
         parts.append(f"infohashes={len(event['infohashes'])}")
-    return " ".join(parts)
+    summary = " ".join(parts)
+    traceback = event.get(TRACEBACK_KEY)
+    if traceback is None:
+        return summary
+    return summary + "\n" + _value(traceback).rstrip("\n")
 
 
 def encode(pairs: Iterator[tuple[str, str]]) -> bytes:

@@ -37,7 +37,7 @@ PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/: retention i
 IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next and settles others
 BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
-log = logs.get("magnetd")
+log = logs.get(__name__)
 
 
 class Parts:
@@ -142,7 +142,7 @@ class Supervisor:
                     self._keep_parts_alive()
                     self._tick()
                 except Exception as exc:
-                    log.error("loop_error", error=repr(exc), action="continuing in 1 s")
+                    log.exception("loop_error", error=repr(exc), action="continuing in 1 s")
                     self._stop.wait(1.0)
         finally:
             self._shutdown()
@@ -265,16 +265,11 @@ class Supervisor:
         Up to ``IN_FLIGHT`` batches are with the courier at once; each is landed
         (its files moved) in order, and all of them before this returns.
         """
-        usable = bool(self.parts.health.usable())
-        if not usable:
-            if len(self.inbox) and not self._held:
-                log.warning(
-                    "files_held",
-                    files=len(self.inbox),
-                    reason="no healthy instance",
-                    instances=self.parts.health.summary(),
-                )
-            self._held = bool(len(self.inbox))
+        if not self.parts.health.usable():
+            if len(self.inbox):
+                self._hold()
+            else:
+                self._held = False
             return
         if self._held:
             log.info("drain_started", files=len(self.inbox))
@@ -314,7 +309,7 @@ class Supervisor:
             self._batch_error(batch, exc)
             return
         if flight is None:
-            self._held = True
+            self._hold()
             return
         flights.append(flight)
         while flights and (len(flights) >= IN_FLIGHT or flights[0].verdict.done()):
@@ -327,14 +322,22 @@ class Supervisor:
             self._batch_error(flight.jobs, exc)
             landed = True
         self.parts.spool.flush()
-        self._held = not landed
+        if not landed:
+            self._hold()
         now = time.monotonic()
         self.notifier.watchdog(now)
         if now >= self._next_snapshot:
             self._snapshot()
 
+    def _hold(self) -> None:
+        """Keep every waiting file in the inbox until an instance is back; one event per hold."""
+        if not self._held:
+            summary = self.parts.health.summary()
+            log.warning("files_held", files=len(self.inbox), reason="no healthy instance", instances=summary)
+        self._held = True
+
     def _batch_error(self, batch: Sequence[Job], exc: Exception) -> None:
-        log.error("batch_error", error=repr(exc), files=len(batch))
+        log.error("batch_error", error=repr(exc), files=len(batch), exc_info=exc)
         for job in batch:
             if job.waiting.path.exists():
                 self.parts.dispatcher.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))

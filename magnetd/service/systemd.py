@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from magnetd import optional
+from magnetd import logs, optional
 
 _daemon = optional.load("systemd.daemon")  # the `systemd` extra; without it, the datagram below
 _native_notify: Callable[..., Any] | None = _daemon.notify if _daemon is not None else None
+log = logs.get(__name__)
 
 
 class Notifier:
@@ -40,8 +41,9 @@ class Notifier:
         if self._native is not None:
             try:
                 return bool(self._native("\n".join(fields)))
-            except Exception:
-                pass
+            except Exception as exc:  # logged once: the datagram below does the job from now on
+                self._native = None
+                log.exception("sd_notify_failed", error=repr(exc), action="using the plain socket")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.connect(self.address)

@@ -174,7 +174,7 @@ class ServiceCore:
         try:
             return service_exit_code(self.supervisor.run())
         except Exception:
-            logs.get("magnetd").exception("service_failed", hint="the traceback is in the event log too")
+            logs.get(__name__).exception("service_failed", hint="the traceback is in the event log too")
             raise
         finally:
             self._done.set()

@@ -197,3 +197,59 @@ def test_wrong_password_does_not_get_the_ip_banned(tmp_path: Path) -> None:
         assert qbt.api().login(), "127.0.0.1 must not be banned"
         assert daemon.files(daemon.failed) == []
         assert daemon.stop() == 0
+
+
+def folder_of_magnets(parent: Path, count: int) -> Path:
+    """``count`` magnet files in a new folder under ``parent``, ready to be moved in at once."""
+    folder = parent / "arriving"
+    for index in range(count):
+        drop(folder, f"held-{index}.magnet", magnet(f"held{index}")[0])
+    return folder
+
+
+def only_files_held(daemon: Daemon, files: int) -> None:
+    """The daemon holds ``files`` files and logged exactly one ``files_held`` event, for all of them."""
+    wait_for(lambda: daemon.status()["held"] == files, 30, f"{files} files held")
+    time.sleep(1.5)  # batches still with the courier fail over too: give them time to log
+    held = daemon.events("files_held")
+    assert [e["files"] for e in held] == [files], held
+    assert held[0]["reason"] == "no healthy instance" and held[0]["logger"] == "magnetd.service.supervisor"
+    assert len(daemon.files(daemon.inbox)) == files and daemon.files(daemon.failed) == []
+
+
+def test_an_instance_stopped_under_many_batches_logs_one_files_held_for_the_whole_inbox(
+    tmp_path: Path,
+) -> None:
+    """One batch per file: each batch used to log its own `files_held` with `files=1`."""
+    need_program("qbittorrent-nox")
+    with (
+        Qbt(tmp_path / "qbt") as qbt,
+        Daemon(
+            tmp_path / "magnetd",
+            [instance("local", qbt.url, qbt.password)],
+            limits={"batch_size": 1},
+            probe_interval=3600,  # only the failing batches tell the daemon the instance is gone
+        ) as daemon,
+    ):
+        daemon.start()
+        assert statuses(daemon)["local"] == "OK"
+        qbt.stop()
+        folder = folder_of_magnets(tmp_path, 5)
+        folder.rename(daemon.inbox / folder.name)  # all five arrive with one event
+        only_files_held(daemon, 5)
+        assert daemon.events("batch_failover")
+        assert daemon.stop() == 0
+
+
+def test_an_unreachable_instance_at_start_logs_one_files_held_for_the_whole_inbox(tmp_path: Path) -> None:
+    with Daemon(tmp_path / "magnetd", [instance("local", "http://127.0.0.1:9/", "pw")]) as daemon:
+        folder = folder_of_magnets(tmp_path, 5)
+        daemon.inbox.mkdir(parents=True)
+        folder.rename(daemon.inbox / folder.name)
+        daemon.start()
+        only_files_held(daemon, 5)
+        drop(daemon.inbox, "later.magnet", magnet("later")[0])
+        wait_for(lambda: daemon.status()["inbox"] == 6, 20, "the later file noted")
+        time.sleep(1)  # ≈ 2 probe rounds: still the same hold, no second event
+        assert len(daemon.events("files_held")) == 1
+        assert daemon.stop() == 0

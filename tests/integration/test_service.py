@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, drop, wait_for
+from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet, torrent_file
 from tests.qbt import Qbt
 from tests.realparts import missing, need_program, need_root
@@ -197,3 +197,33 @@ def test_magnetd_add_reaches_qbittorrent(daemon: Daemon, qbt: Qbt, tmp_path: Pat
     bad = daemon.command("add", "https://example.invalid/not-a-magnet")
     assert bad.returncode == 1 and "not_magnet" in bad.stderr
     assert daemon.stop() == 0
+
+
+def test_an_unexpected_error_reaches_the_journal_with_its_traceback(tmp_path: Path, journald: None) -> None:
+    """`daemon_failed` from the catch-all in `magnetd run`: journalctl shows the whole traceback."""
+    runner = Daemon(tmp_path / "magnetd", [instance("local", "http://127.0.0.1:9/", "pw")])
+    (tmp_path / "magnetd" / "sent").write_text("a file where the sent/ folder should be")
+    runner.start_args = ["--log-target", "journal"]
+    runner.start(wait=False)
+    assert runner.process is not None
+    assert runner.process.wait(30) == 1
+    pid = str(runner.process.pid)
+    entries = wait_for(
+        lambda: journal_entries(_PID=pid, MAGNETD_EVENT="daemon_failed"), 20, "daemon_failed in the journal"
+    )
+    (entry,) = entries
+    assert entry["PRIORITY"] == "2" and entry["MAGNETD_LOGGER"] == "magnetd.cli"
+    assert entry["MAGNETD_ERROR"].startswith("FileExistsError(")
+    traceback = entry["MAGNETD_TRACEBACK"]
+    assert traceback.startswith("Traceback (most recent call last)")
+    assert "in ensure_folders" in traceback and str(tmp_path / "magnetd" / "sent") in traceback
+    # what a person reads: `journalctl -u magnetd` prints MESSAGE, the summary line then the traceback
+    shown = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "short", f"_PID={pid}", "MAGNETD_EVENT=daemon_failed"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "daemon_failed error=FileExistsError(" in shown
+    assert "Traceback (most recent call last)" in shown and "in ensure_folders" in shown
+    assert "FileExistsError: [Errno 17] File exists" in shown
+    assert runner.output() == "", "the event went to the journal, not stderr"

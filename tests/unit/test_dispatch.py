@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from magnetd.config import Config, Folders, Instance, Secret
 from magnetd.delivery import dispatch
@@ -37,7 +38,7 @@ def setup(
     inbox = Inbox(folders.inbox, clock=CLOCK)
     dispatcher = Dispatcher(
         config,
-        clients,
+        clients,  # type: ignore[arg-type]  # duck-typed fakes of Client
         health,
         None,
         Spool(folders),
@@ -177,12 +178,16 @@ def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:
     dispatcher, inbox, config = setup(tmp_path, {"only": FakeClient(fail=InstanceStatus.TIMEOUT)}, courier)
     try:
         path = drop(inbox, config, "a.magnet", link())
-        flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
-        assert flight is not None and not dispatcher.land(flight)
-        assert dispatcher.launch([]) is None  # and nothing is launched while nothing is healthy
+        with capture_logs() as events:
+            flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
+            assert flight is not None and not dispatcher.land(flight)
+            assert dispatcher.launch([]) is None  # and nothing is launched while nothing is healthy
     finally:
         courier.close()
     assert path.exists() and len(inbox) == 1 and list(config.folders.failed.iterdir()) == []
+    # the supervisor logs `files_held` once, with the whole inbox; a batch never does
+    assert "batch_failover" in [e["event"] for e in events]
+    assert "files_held" not in [e["event"] for e in events]
 
 
 def test_nothing_healthy_holds_files_untouched(tmp_path: Path) -> None:
@@ -231,10 +236,17 @@ def test_an_unexpected_error_becomes_internal_error_after_bounded_retries(
 
     monkeypatch.setattr(items, "parse_item", explode)
     drop(inbox, config, "boom.magnet", link())
-    for _ in range(MAX_ATTEMPTS):
-        run(dispatcher, inbox)
-        CLOCK.advance(PAST_BACKOFF)
+    with capture_logs() as events:
+        for _ in range(MAX_ATTEMPTS):
+            run(dispatcher, inbox)
+            CLOCK.advance(PAST_BACKOFF)
     assert '"internal_error"' in (config.folders.failed / "boom.magnet.error.json").read_text()
+    # each event of the internal_error path carries the exception, so its traceback is logged
+    assert [e["event"] for e in events] == ["file_retry"] * (MAX_ATTEMPTS - 1) + ["file_failed"]
+    for event in events:
+        assert event["reason"] == "internal_error" and event["detail"] == "ZeroDivisionError('parser bug')"
+        assert isinstance(event["exc_info"], ZeroDivisionError)
+        assert event["exc_info"].__traceback__ is not None
 
 
 def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,20 @@
-"""Log set-up: redaction, target choice, journald fields and the native protocol."""
+"""Log set-up: redaction, target choice, journald fields and the native protocol.
+
+On each target (console, JSON lines, a journal datagram socket): None fields left out,
+tracebacks of unexpected errors, the logger's name.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import secrets
 import socket
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -83,3 +90,176 @@ def test_renderer_sends_to_a_socket_and_falls_back_when_it_is_gone(tmp_path: Pat
     path.unlink()
     line = renderer(None, "info", {"event": "x", "level": "info"})
     assert json.loads(line)["event"] == "x"
+
+
+# -- every target: None left out, tracebacks, the logger's name --------------------------------
+
+EARLY = logs.get("magnetd.test.early")  # made at import, before any setup(): bound lazily
+TARGETS = ("console", "json", "journal")
+
+
+class Sink:
+    """Where one target's output lands: a text stream, or a journal datagram socket the test binds."""
+
+    def __init__(self, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.target = target
+        self.stream = io.StringIO()
+        self.server: socket.socket | None = None
+        if target == "journal":
+            path = tmp_path / "journal.sock"
+            self.server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.server.bind(str(path))
+            self.server.settimeout(5)
+            monkeypatch.setenv("MAGNETD_JOURNAL_SOCKET", str(path))
+        assert logs.setup(target, stream=self.stream) == target
+
+    def text(self) -> str:
+        """Console output as written (no colours: the stream is not a TTY)."""
+        assert self.target == "console"
+        return self.stream.getvalue()
+
+    def json_line(self) -> dict[str, Any]:
+        assert self.target == "json"
+        lines = self.stream.getvalue().splitlines()
+        assert len(lines) == 1, lines
+        line: dict[str, Any] = json.loads(lines[0])
+        return line
+
+    def journal(self) -> list[tuple[str, str]]:
+        """The fields of the one datagram sent, decoded from the native protocol."""
+        assert self.server is not None
+        pairs = decode(self.server.recv(1 << 20))
+        assert self.stream.getvalue() == "", "the event went to the fallback, not the journal"
+        return pairs
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def decode(datagram: bytes) -> list[tuple[str, str]]:
+    """journald's native protocol, read back: ``KEY=value\\n`` or ``KEY\\n<u64 length>value\\n``."""
+    pairs, rest = [], datagram
+    while rest:
+        head, sep, tail = rest.partition(b"\n")
+        assert sep, f"unterminated field: {rest!r}"
+        if b"=" in head:
+            key, _, value = head.partition(b"=")
+            rest = tail
+        else:
+            key, (size,) = head, struct.unpack("<Q", tail[:8])
+            value, rest = tail[8 : 8 + size], tail[8 + size :]
+            assert rest[:1] == b"\n"
+            rest = rest[1:]
+        pairs.append((key.decode(), value.decode()))
+    return pairs
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(params=TARGETS)
+def sink(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+    out = Sink(request.param, tmp_path, monkeypatch)
+    yield out
+    out.close()
+
+
+def test_none_values_are_left_out_and_false_zero_empty_kept(sink: Sink) -> None:
+    EARLY.info("file_sent", file="a.magnet", failed_lines=None, category="", paused=False, count=0)
+    if sink.target == "console":
+        text = sink.text()
+        assert "failed_lines" not in text and "None" not in text
+        assert "category=" in text and "paused=False" in text and "count=0" in text
+    elif sink.target == "json":
+        line = sink.json_line()
+        assert "failed_lines" not in line
+        assert line["category"] == "" and line["paused"] is False and line["count"] == 0
+    else:
+        fields = dict(sink.journal())
+        assert "MAGNETD_FAILED_LINES" not in fields
+        assert fields["MAGNETD_CATEGORY"] == "" and fields["MAGNETD_PAUSED"] == "false"
+        assert fields["MAGNETD_COUNT"] == "0"
+
+
+def test_journal_fallback_line_leaves_none_out_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGNETD_JOURNAL_SOCKET", str(tmp_path / "nobody-listens.sock"))
+    stream = io.StringIO()
+    logs.setup("journal", stream=stream)
+    EARLY.info("file_sent", file="a.magnet", failed_lines=None, count=0)
+    line = json.loads(stream.getvalue())
+    assert "failed_lines" not in line and line["count"] == 0 and line["event"] == "file_sent"
+
+
+def _explode_in_a_named_frame(secret: str) -> None:
+    raise RuntimeError(f"boom while using {secret}")
+
+
+def test_an_unexpected_error_logs_its_full_traceback_masked(sink: Sink) -> None:
+    secret = "tr4ceback-pw-" + secrets.token_hex(4)
+    logs.register_secrets([secret])
+    try:
+        _explode_in_a_named_frame(secret)
+    except RuntimeError as exc:
+        EARLY.exception("loop_error", error=repr(exc), action="continuing in 1 s")
+    if sink.target == "console":
+        text = sink.text()
+        assert "loop_error" in text and "action='continuing in 1 s'" in text
+        assert "Traceback (most recent call last)" in text and "_explode_in_a_named_frame" in text
+        assert "RuntimeError: boom while using ***" in text and secret not in text
+    elif sink.target == "json":
+        line = sink.json_line()
+        assert line["level"] == "error" and line["error"].startswith("RuntimeError(")
+        (error,) = line["exception"]
+        assert error["exc_type"] == "RuntimeError" and error["exc_value"] == "boom while using ***"
+        names = [frame["name"] for frame in error["frames"]]
+        assert names[-1] == "_explode_in_a_named_frame", names
+        assert all("locals" not in frame for frame in error["frames"]), "locals may hold secrets"
+        assert secret not in json.dumps(line)
+    else:
+        pairs = sink.journal()
+        fields = dict(pairs)
+        assert fields["PRIORITY"] == "3" and "MAGNETD_EXC_INFO" not in fields
+        traceback = fields["MAGNETD_TRACEBACK"]
+        assert traceback.startswith("Traceback (most recent call last)")
+        assert "_explode_in_a_named_frame" in traceback
+        assert traceback.rstrip().endswith("RuntimeError: boom while using ***")
+        # what `journalctl -u magnetd` prints is MESSAGE: the summary, then the traceback
+        summary, _, rest = fields["MESSAGE"].partition("\n")
+        assert summary.startswith("loop_error error=RuntimeError(")
+        assert rest == traceback.rstrip("\n")
+        assert all(secret not in value for _, value in pairs)
+
+
+def test_every_event_names_its_logger(sink: Sink) -> None:
+    EARLY.warning("files_held", files=5)
+    if sink.target == "console":
+        assert "[magnetd.test.early]" in sink.text()
+    elif sink.target == "json":
+        assert sink.json_line()["logger"] == "magnetd.test.early"
+    else:
+        assert ("MAGNETD_LOGGER", "magnetd.test.early") in sink.journal()
+
+
+def test_loggers_follow_the_configuration_in_force_when_they_log() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    unnamed = logs.get()
+    logs.setup("json", stream=first)
+    EARLY.info("one")
+    unnamed.info("two")
+    structlog.get_logger().info("three")
+    logs.setup("json", "warning", stream=second)
+    EARLY.info("filtered_out")
+    EARLY.warning("four")
+    seen = [(e["event"], e["logger"]) for e in map(json.loads, first.getvalue().splitlines())]
+    assert seen == [("one", "magnetd.test.early"), ("two", "magnetd"), ("three", "magnetd")]
+    assert [json.loads(line)["event"] for line in second.getvalue().splitlines()] == ["four"]
+
+
+def test_redact_masks_strings_inside_nested_values() -> None:
+    logs.register_secrets(["n3sted-secret"])
+    event = logs.redact(None, "error", {"exception": [{"exc_value": "x n3sted-secret", "frames": []}]})
+    assert event == {"exception": [{"exc_value": "x ***", "frames": []}]}
