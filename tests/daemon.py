@@ -176,5 +176,9 @@ class Daemon:
         return data
 
     def files(self, folder: Path) -> list[str]:
-        """Relative paths of the files below ``folder``, sorted."""
-        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        """Relative paths of the files below ``folder``, sorted; hidden temporary files left out."""
+        return sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )

@@ -75,7 +75,12 @@ def test_bad_files_fail_with_reasons_and_temp_files_stay(daemon: Daemon, qbt: Qb
     drop(daemon.inbox, "broken.json", '{"magnets": [')
     drop(daemon.inbox, "mixed.magnet", f"{good}\nnot-a-link\n")
     (daemon.inbox / ".x.part").write_text(magnet()[0])
-    wait_for(lambda: len(daemon.files(daemon.failed)) == 6, 30, "three files and records in failed/")
+    expected = {
+        f"{name}{suffix}"
+        for name in ("garbage.magnet", "broken.json", "mixed.magnet")
+        for suffix in ("", ".error.json")
+    }
+    wait_for(lambda: set(daemon.files(daemon.failed)) == expected, 30, "three files and records in failed/")
     garbage = json.loads((daemon.failed / "garbage.magnet.error.json").read_text())
     assert garbage["reason"] == "not_magnet"
     assert garbage["lines"][0]["line"] == 1
