@@ -85,7 +85,7 @@ class Instance:
     password: Secret = field(repr=False)
     password_source: str = "password"
     password_from: str = ""  # where, for messages: "password_env QBT_PASSWORD"; never the password
-    password_file: Path | None = None  # read again on a reload
+    password_file: Path | None = None  # watched for a new password while the login fails
     requires_vpn: bool = False
     verify_tls: bool | str = True
     timeout: float = 10.0
