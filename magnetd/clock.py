@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 
+def iso(moment: dt.datetime) -> str:
+    """``moment`` as magnetd writes times, e.g. ``2026-11-23T18:00:00Z``."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
     """Now, e.g. ``2026-11-23T18:00:00Z``."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso(dt.datetime.now(dt.UTC))
 
 
 def parse_iso(text: str) -> dt.datetime:

@@ -2,17 +2,17 @@
 
 The YAML is checked against ``schema.yaml`` first (types, unknown keys, ranges),
 then against rules a schema cannot say (one password source per instance,
-folders that must not nest). Only a config with no problem becomes a frozen
-:class:`Config`.
+folders that must not nest). A rule only reads the keys the schema accepted.
+Only a config with no problem becomes a frozen :class:`Config`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import functools
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -22,7 +22,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_credential")
+from magnetd import passwords
+from magnetd.passwords import PASSWORD_SOURCES
+from magnetd.passwords import resolve as _resolve
+
 DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
@@ -81,6 +84,8 @@ class Instance:
     username: str
     password: Secret = field(repr=False)
     password_source: str = "password"
+    password_from: str = ""  # where, for messages: "password_env QBT_PASSWORD"; never the password
+    password_file: Path | None = None  # watched for a new password while the login fails
     requires_vpn: bool = False
     verify_tls: bool | str = True
     timeout: float = 10.0
@@ -136,6 +141,10 @@ def default_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path("/etc/magnetd/magnetd.yaml")
 
 
+Accepted = Callable[..., bool]
+"""``accepted("instances", 0, "name")``: whether the schema found nothing wrong at or below that key."""
+
+
 def load(path: Path, environ: Mapping[str, str] = os.environ, secrets: bool = True) -> Config:
     """Read, validate and resolve the config at ``path``; raise ConfigError listing every problem.
 
@@ -144,12 +153,22 @@ def load(path: Path, environ: Mapping[str, str] = os.environ, secrets: bool = Tr
     """
     path = path.expanduser().absolute()
     raw = _read_yaml(path)
-    problems = list(schema_problems(raw))
-    found = _safely(rule_problems, raw, path.parent, environ)
+    errors = schema_errors(raw)
+    problems = list(explain(errors))
+    found = rule_problems(raw, path.parent, environ, _accepted(errors))
     problems += [p for p in found if p not in problems and (secrets or not _is_secret(p))]
     if problems:
         raise ConfigError(path, problems)
     return _build(raw, path, environ if secrets else None)
+
+
+def _accepted(errors: Sequence[jsonschema.ValidationError]) -> Accepted:
+    rejected = {tuple(error.absolute_path) for error in errors}
+
+    def accepted(*key: Any) -> bool:
+        return not any(where[: len(key)] == key for where in rejected)
+
+    return accepted
 
 
 def _is_secret(problem: Problem) -> bool:
@@ -177,25 +196,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _safely(check: Any, *args: Any) -> list[Problem]:
-    """Run a rule check on a config the schema may have refused: skip what is not there."""
-    found: list[Problem] = []
-    with contextlib.suppress(KeyError, TypeError, AttributeError, ValueError, OSError):
-        found.extend(check(*args))
-    return found
-
-
 def _schema() -> dict[str, Any]:
     text = resources.files("magnetd").joinpath("schema.yaml").read_text(encoding="utf-8")
     schema: dict[str, Any] = yaml.safe_load(text)
     return schema
 
 
-def schema_problems(raw: Mapping[str, Any]) -> Iterator[Problem]:
+def schema_errors(raw: Mapping[str, Any]) -> list[jsonschema.ValidationError]:
     """Every schema violation in ``raw``, in document order."""
     validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
+    return sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+def explain(errors: Iterable[jsonschema.ValidationError]) -> Iterator[Problem]:
+    """Problems for schema errors; the missing keys of one object are named once each."""
+    required_done: set[tuple[Any, ...]] = set()
     for error in errors:
+        if error.validator == "required":
+            where = tuple(error.absolute_path)
+            if where in required_done:  # one error per missing key, each naming them all
+                continue
+            required_done.add(where)
         yield from _explain(error)
 
 
@@ -211,14 +232,15 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[Problem]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     properties: dict[str, Any] = schema.get("properties", {})
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        for extra in sorted(set(error.instance) - set(properties)):
+        for extra in sorted(set(error.instance) - set(properties), key=str):
             near = difflib.get_close_matches(str(extra), list(properties), n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"allowed: {', '.join(properties)}"
             yield Problem(_key([*base, extra]), "unknown key", hint)
-    elif error.validator == "required":
-        missing = str(error.message).split("'")[1]
-        hint = properties.get(missing, {}).get("description", "")
-        yield Problem(_key([*base, missing]), "is required but missing", hint)
+    elif error.validator == "required" and isinstance(error.instance, dict):
+        required = error.validator_value if isinstance(error.validator_value, list) else []
+        for missing in [k for k in required if k not in error.instance]:
+            hint = properties.get(missing, {}).get("description", "")
+            yield Problem(_key([*base, missing]), "is required but missing", hint)
     elif error.validator == "pattern":
         yield Problem(
             _key(base), f"{error.instance!r} is not in the expected form", schema.get("description", "")
@@ -227,27 +249,56 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[Problem]:
         yield Problem(_key(base), str(error.message), schema.get("description", ""))
 
 
-def rule_problems(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> Iterator[Problem]:
-    """Problems the schema cannot express: secrets, duplicate names, nesting folders."""
+def rule_problems(
+    raw: Mapping[str, Any],
+    base: Path,
+    environ: Mapping[str, str],
+    accepted: Accepted = lambda *key: True,
+) -> Iterator[Problem]:
+    """Problems the schema cannot express: secrets, duplicate names, nesting folders.
+
+    Each rule reads only keys the schema accepted (``accepted``), so it never
+    meets a value of the wrong type.
+    """
     names: set[str] = set()
-    for index, inst in enumerate(raw.get("instances") or []):
-        if not isinstance(inst, dict) or not isinstance(inst.get("name"), str):
-            continue
-        key = f"instances[{index}]"
-        if inst["name"] in names:
-            yield Problem(f"{key}.name", f"'{inst['name']}' is used twice", "give each a new name")
-        names.add(inst["name"])
-        yield from _password_problems(inst, key, base, environ)
-        verify = inst.get("verify_tls", True)
-        if isinstance(verify, str) and not _resolve(verify, base).is_file():
-            hint = "give the path of a PEM CA bundle, or true/false"
-            yield Problem(f"{key}.verify_tls", f"CA bundle {verify!r} not found", hint)
-    if isinstance(raw.get("folders"), dict):
-        yield from _safely(_folder_problems, _folders(raw, base))
+    instances = raw.get("instances")
+    for index, inst in enumerate(instances if isinstance(instances, list) else []):
+        if isinstance(inst, dict):
+            here = functools.partial(accepted, "instances", index)
+            yield from _instance_problems(inst, f"instances[{index}]", here, names, base, environ)
+    if isinstance(raw.get("folders"), dict) and accepted("folders"):
+        yield from _folder_problems(_folders(raw, base))
+
+
+def _instance_problems(
+    inst: Mapping[str, Any],
+    key: str,
+    accepted: Accepted,
+    names: set[str],
+    base: Path,
+    environ: Mapping[str, str],
+) -> Iterator[Problem]:
+    name = inst.get("name")
+    if isinstance(name, str) and accepted("name"):
+        if name in names:
+            yield Problem(f"{key}.name", f"'{name}' is used twice", "give each a new name")
+        names.add(name)
+    yield from _password_problems(inst, key, accepted, base, environ)
+    verify = inst.get("verify_tls", True)
+    if isinstance(verify, str) and accepted("verify_tls") and not _is_file(_resolve(verify, base)):
+        hint = "give the path of a PEM CA bundle, or true/false"
+        yield Problem(f"{key}.verify_tls", f"CA bundle {verify!r} not found", hint)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a folder on the way that magnetd may not enter
+        return False
 
 
 def _password_problems(
-    inst: Mapping[str, Any], key: str, base: Path, environ: Mapping[str, str]
+    inst: Mapping[str, Any], key: str, accepted: Accepted, base: Path, environ: Mapping[str, str]
 ) -> Iterator[Problem]:
     sources = [s for s in PASSWORD_SOURCES if s in inst]
     if len(sources) != 1:
@@ -255,47 +306,12 @@ def _password_problems(
         hint = "set exactly one of password, password_file, password_env, password_credential"
         yield Problem(f"{key}.password", f"needs one password source; {what}", hint)
         return
+    if not accepted(sources[0]):
+        return  # the schema already said what is wrong with it
     try:
-        _password(inst, base, environ)
-    except LookupError as exc:
-        yield Problem(f"{key}.{sources[0]}", str(exc), _PASSWORD_HINTS[sources[0]])
-
-
-_PASSWORD_HINTS = {
-    "password": "",
-    "password_file": "create the file (mode 0600) holding only the password",
-    "password_env": "export the variable before starting magnetd",
-    "password_credential": "add LoadCredential= for it to the systemd unit",
-}
-
-
-def _password(inst: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> tuple[str, str]:
-    """The password and the key it came from; LookupError naming what is missing."""
-    if "password" in inst:
-        return str(inst["password"]), "password"
-    if "password_env" in inst:
-        name = inst["password_env"]
-        if name not in environ:
-            raise LookupError(f"environment variable {name} is not set")
-        return environ[name], "password_env"
-    if "password_file" in inst:
-        return _read_secret(_resolve(inst["password_file"], base)), "password_file"
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise LookupError("$CREDENTIALS_DIRECTORY is not set (not started by systemd?)")
-    return _read_secret(Path(directory) / inst["password_credential"]), "password_credential"
-
-
-def _read_secret(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise LookupError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+        passwords.read_password(inst, base, environ)
+    except passwords.SecretError as exc:
+        yield Problem(f"{key}.{exc.key}", exc.message, exc.hint)
 
 
 def _folders(raw: Mapping[str, Any], base: Path) -> Folders:
@@ -309,14 +325,22 @@ def _folders(raw: Mapping[str, Any], base: Path) -> Folders:
 
 def _folder_problems(folders: Folders) -> Iterator[Problem]:
     named = {"sent": folders.sent, "failed": folders.failed, "state": folders.state}
-    inbox = folders.inbox.resolve()
+    inbox = _real(folders.inbox)
     for name, path in named.items():
-        real = path.resolve()
+        real = _real(path)
         if real == inbox or real.is_relative_to(inbox):
             hint = "put it beside the inbox, e.g. ./magnetd-data/" + name
             yield Problem(f"folders.{name}", "must not be the inbox or inside it", hint)
-    if folders.sent.resolve() == folders.failed.resolve():
+    if _real(folders.sent) == _real(folders.failed):
         yield Problem("folders.failed", "must differ from folders.sent", "use two folders")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links resolved as far as they can be."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: compare it as written
+        return path.absolute()
 
 
 def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -> Config:
@@ -324,7 +348,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
     base = path.parent
     instances = []
     for inst in raw["instances"]:
-        password, source = _password(inst, base, environ) if environ is not None else ("", "")
+        password = passwords.read_password(inst, base, environ) if environ is not None else ""
         verify = inst.get("verify_tls", True)
         instances.append(
             Instance(
@@ -332,7 +356,9 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
                 url=inst["url"],
                 username=inst["username"],
                 password=Secret(password),
-                password_source=source,
+                password_source=passwords.source_key(inst) if environ is not None else "",
+                password_from=passwords.origin(inst, base, path),
+                password_file=passwords.password_file(inst, base),
                 requires_vpn=bool(inst.get("requires_vpn", False)),
                 verify_tls=str(_resolve(verify, base)) if isinstance(verify, str) else verify,
                 timeout=float(inst.get("timeout", 10.0)),
@@ -371,8 +397,4 @@ def _warnings(raw: Mapping[str, Any], path: Path) -> Iterator[str]:
     for inst in raw["instances"]:
         if inst.get("verify_tls") is False:
             yield f"instances '{inst['name']}': verify_tls is false, TLS certificates are NOT checked"
-        if "password" in inst and sys.platform != "win32" and path.stat().st_mode & 0o044:
-            yield (
-                f"instances '{inst['name']}': plain password in {path}, which other users can read;"
-                " chmod 600 it or use password_file/password_env"
-            )
+    yield from passwords.exposure_warnings(raw, path)

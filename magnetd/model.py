@@ -31,7 +31,7 @@ class InstanceStatus(StrEnum):
     TIMEOUT = "TIMEOUT"
     UNREACHABLE = "UNREACHABLE"  # connection refused, no route, DNS
     TLS_ERROR = "TLS_ERROR"
-    NOT_CONFIGURED = "NOT_CONFIGURED"  # its password source is empty: not contacted
+    NOT_CONFIGURED = "NOT_CONFIGURED"  # reserved: no password, not contacted; load() refuses empty sources
     UNKNOWN = "UNKNOWN"  # not probed yet, or an answer magnetd does not understand
 
     @staticmethod

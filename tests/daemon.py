@@ -67,7 +67,8 @@ class Daemon:
         entries = []
         for inst in instances:
             inst = dict(inst)
-            self.env[inst["password_env"]] = inst.pop("_password")
+            if "_password" in inst:  # else the entry names its own source (password_file, ...)
+                self.env[inst["password_env"]] = inst.pop("_password")
             entries.append(inst)
         config: dict[str, Any] = {
             "folders": {"inbox": "inbox", "sent": "sent", "failed": "failed", "state": "state"},

@@ -30,7 +30,7 @@ class FakeClient:
 
     def __init__(
         self,
-        fail: str | None = None,
+        fail: str | InstanceError | None = None,
         detail: str = "connection dropped",
         refuse: bool = False,
         lose: bool = False,
@@ -45,18 +45,23 @@ class FakeClient:
         self.gate: threading.Event | None = None
         self.closed = False
 
-    def _call(self, method: str) -> None:
-        self.calls[method] += 1
+    def _raise(self) -> None:
+        """Fail as told: with the very error given, or one of the status given."""
+        if isinstance(self.fail, InstanceError):
+            raise self.fail
         if self.fail:
             raise InstanceError(self.fail, self.detail)
+
+    def _call(self, method: str) -> None:
+        self.calls[method] += 1
+        self._raise()
 
     def _add(self, method: str, ids: Collection[str]) -> AddAnswer:
         self.threads.add(threading.current_thread().name)
         self.calls[method] += 1
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
-        if self.fail:
-            raise InstanceError(self.fail, self.detail)
+        self._raise()
         if self.refuse:
             return AddAnswer(accepted=False)
         if not self.lose:

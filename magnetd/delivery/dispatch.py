@@ -211,7 +211,7 @@ class Dispatcher:
         try:
             return push(self.clients[inst.name], inst.name, pairs, self.config.batch_size, self.sleep)
         except InstanceError as exc:  # at once, so that batches queued behind this one skip it
-            self.health.set_instance(inst.name, exc.status, exc.detail)
+            self.health.set_failure(inst.name, exc)
             raise
 
     def _verdict(self, flight: Flight) -> Verdict:

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
 
+from magnetd.delivery.transport import Endpoint, describe
 from magnetd.model import AddOptions
 
 PRESENT_SLICE = 1000  # hashes per torrents/info call when verifying
@@ -44,13 +44,27 @@ class InstanceError(Exception):
     """The whole instance is unusable right now.
 
     ``status`` is one of ``AUTH_FAILED``, ``BANNED``, ``TIMEOUT``,
-    ``UNREACHABLE``, ``TLS_ERROR``, ``HTTP_<code>`` or ``UNKNOWN``.
+    ``UNREACHABLE``, ``TLS_ERROR``, ``HTTP_<code>`` or ``UNKNOWN``; ``detail``
+    says it in a few words. After a refused login, ``reason`` is what qBittorrent
+    said (``detail`` without the wait) and ``retry_in`` the seconds until the next
+    login attempt. ``raw`` is the underlying error's own text, for debug logs.
     """
 
-    def __init__(self, status: str, detail: str) -> None:
+    def __init__(
+        self,
+        status: str,
+        detail: str,
+        *,
+        reason: str | None = None,
+        retry_in: float | None = None,
+        raw: str | None = None,
+    ) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
         self.detail = detail
+        self.reason = detail if reason is None else reason
+        self.retry_in = retry_in
+        self.raw = raw
 
 
 class ItemRejected(Exception):
@@ -99,6 +113,7 @@ def options_form(options: AddOptions) -> Form:
         form["category"] = options.category
     if options.savepath is not None:
         form["savepath"] = options.savepath
+        form["autoTMM"] = "false"  # with automatic torrent management on, qBittorrent ignores savepath
     if options.tags:
         form["tags"] = ",".join(options.tags)
     if options.paused is not None:
@@ -158,6 +173,7 @@ class Client:
         self.username = username
         self._password = password
         self._base = api_base(url)
+        self._endpoint = Endpoint.of(url)
         self._verify = verify
         self._timeout = timeout
         self._clock = clock
@@ -247,11 +263,26 @@ class Client:
 
     # internals: called with the lock held
 
-    def _fail(self, status: str, detail: str) -> InstanceError:
-        """An InstanceError whose text can never carry the password."""
-        if self._password:
-            detail = detail.replace(self._password, "***")
-        return InstanceError(status, detail)
+    def _fail(
+        self,
+        status: str,
+        detail: str,
+        *,
+        reason: str | None = None,
+        retry_in: float | None = None,
+        raw: str | None = None,
+    ) -> InstanceError:
+        """An InstanceError whose texts can never carry the password."""
+        return InstanceError(
+            status,
+            self._hide(detail),
+            reason=None if reason is None else self._hide(reason),
+            retry_in=retry_in,
+            raw=None if raw is None else self._hide(raw),
+        )
+
+    def _hide(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP request, with requests' exceptions turned into InstanceError."""
@@ -265,22 +296,9 @@ class Client:
                 allow_redirects=False,
                 **kwargs,
             )
-        except requests.exceptions.SSLError as exc:
-            raise self._fail("TLS_ERROR", f"TLS error talking to {self._where()}: {exc}") from None
-        except requests.exceptions.Timeout:
-            raise self._timed_out() from None
-        except requests.exceptions.ConnectionError as exc:
-            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-                raise self._timed_out() from None
-            raise self._fail("UNREACHABLE", f"cannot reach {self._where()}: {exc}") from None
         except requests.exceptions.RequestException as exc:
-            raise self._fail("UNKNOWN", f"request to {self._where()} failed: {exc}") from None
-
-    def _where(self) -> str:
-        return redact_url(self.url)
-
-    def _timed_out(self) -> InstanceError:
-        return self._fail("TIMEOUT", f"no answer from {self._where()} within {self._timeout:g} s")
+            status, detail = describe(exc, self._endpoint, self._timeout)
+            raise self._fail(status, detail, raw=str(exc)) from None
 
     def _unexpected(self, response: requests.Response, path: str) -> InstanceError:
         code = response.status_code
@@ -339,6 +357,8 @@ class Client:
         raise self._fail(
             self._block_status,
             f"{self._block_detail}; no new login attempt for another {wait:.0f} s",
+            reason=self._block_detail,
+            retry_in=wait,
         )
 
     def _refused(self, status: str, detail: str) -> InstanceError:
@@ -348,7 +368,9 @@ class Client:
         self._blocked_until = self._clock() + delay
         self._block_status = status
         self._block_detail = detail
-        return self._fail(status, f"{detail}; next login attempt in {delay:.0f} s")
+        return self._fail(
+            status, f"{detail}; next login attempt in {delay:.0f} s", reason=detail, retry_in=delay
+        )
 
     def _add_answer(self, response: requests.Response, what: str) -> AddAnswer:
         """Read what ``torrents/add`` answered."""

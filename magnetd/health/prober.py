@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from magnetd import logs
 from magnetd.config import Instance
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
+from magnetd.health.advice import empty_detail
 from magnetd.health.gate import VpnGate
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
@@ -54,9 +55,8 @@ class Prober(threading.Thread):
         list(self._pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
 
     def _probe(self, inst: Instance, vpn_up: bool) -> None:
-        if not inst.password:
-            hint = "its password source is empty: fill the password file, variable or credential"
-            self.health.set_instance(inst.name, InstanceStatus.NOT_CONFIGURED, hint)
+        if not inst.password:  # the config refuses an empty source: never send an empty password anyway
+            self.health.set_instance(inst.name, InstanceStatus.NOT_CONFIGURED, empty_detail(inst))
             return
         if inst.requires_vpn and not vpn_up:
             detail = f"VPN gateway {self.health.gateway} is not up"
@@ -65,7 +65,7 @@ class Prober(threading.Thread):
         try:
             version = self.clients[inst.name].version()
         except InstanceError as exc:
-            self.health.set_instance(inst.name, exc.status, exc.detail)
+            self.health.set_failure(inst.name, exc)
         except Exception as exc:
             log.exception("probe_failed", instance=inst.name, error=repr(exc))
             self.health.set_instance(inst.name, InstanceStatus.UNKNOWN, f"unexpected error: {exc!r}")

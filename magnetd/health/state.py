@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +12,8 @@ from typing import Any
 from magnetd import logs
 from magnetd.clock import now_iso
 from magnetd.config import Instance, Vpn
+from magnetd.delivery.qbittorrent import InstanceError
+from magnetd.health.advice import NEEDS_CONFIG, failure_detail
 from magnetd.model import GateStatus, InstanceStatus
 from magnetd.records.status import InstanceView
 
@@ -71,6 +74,18 @@ class Health:
             level = log.info if status == InstanceStatus.OK else log.warning
             level("instance_status_changed", instance=name, old=changed, status=status, detail=detail)
             self.wake()
+
+    def set_failure(self, name: str, error: InstanceError) -> None:
+        """Record an instance's error, with what to do about it; its raw text goes to the debug log."""
+        if error.raw:
+            log.debug("instance_error", instance=name, status=error.status, raw=error.raw)
+        inst = next(i for i in self._instances if i.name == name)
+        self.set_instance(name, error.status, failure_detail(inst, error, dt.datetime.now(dt.UTC)))
+
+    def needing_config(self) -> list[Instance]:
+        """Instances that only a changed config or password file can bring back (e.g. AUTH_FAILED)."""
+        with self._lock:
+            return [i for i in self._instances if self._states[i.name].status in NEEDS_CONFIG]
 
     def usable(self) -> list[Instance]:
         """Instances that are OK now, in priority order (VPN-bound ones only while it is up)."""

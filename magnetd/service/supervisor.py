@@ -29,6 +29,7 @@ from magnetd.intake.watcher import Watcher, scan
 from magnetd.model import Arrival, Seen
 from magnetd.records import status
 from magnetd.records.spool import Spool, count_files, ensure_folders, prune
+from magnetd.service.filewatch import ConfigWatch
 from magnetd.service.systemd import Notifier
 
 WAKE = object()
@@ -103,6 +104,7 @@ class Supervisor:
         self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._watch = ConfigWatch(config)  # while an instance waits for a new password
         self._next_rescan = 0.0
         self._next_snapshot = 0.0
         self._next_prune = 0.0
@@ -138,6 +140,10 @@ class Supervisor:
                     break
                 if self._reload.is_set():
                     self._do_reload()
+                elif changed := self._watch.changed(
+                    self.config, self.parts.health.needing_config(), time.monotonic()
+                ):
+                    self._do_reload(trigger="file_changed", changed=changed)
                 try:
                     self._keep_parts_alive()
                     self._tick()
@@ -212,6 +218,8 @@ class Supervisor:
         watchdog = self.notifier.next_watchdog()
         if watchdog is not None:
             deadlines.append(watchdog)
+        if self.parts.health.needing_config():
+            deadlines.append(self._watch.next_check)
         return min(deadlines)
 
     def _keep_parts_alive(self) -> None:
@@ -375,20 +383,28 @@ class Supervisor:
         self.notifier.status(self._status_line())
         self._next_snapshot = time.monotonic() + min(self.config.probe_interval, IDLE_TICK)
 
-    def _do_reload(self) -> None:
+    def _do_reload(self, trigger: str = "signal", changed: Sequence[str] = ()) -> None:
+        """Re-read the config (SIGHUP, or a changed file); a bad one is refused and the old kept."""
         self._reload.clear()
         self.notifier.reloading()
+        why = {"trigger": trigger, "changed": list(changed)}
+        self._watch.reading()
         try:
             config = load(self.config.path)
         except ConfigError as exc:
+            self._watch.read(None)
             log.error(
                 "config_reload_failed",
                 config=str(exc.path),
                 problems=[str(p) for p in exc.problems],
                 action="keeping the running config",
+                **why,
             )
             self.notifier.ready(self._status_line())
             return
+        self._watch.read(config)
+        for warning in config.warnings:
+            log.warning("config_warning", detail=warning)
         logs.register_secrets(i.password for i in config.instances)
         self.parts.close()
         if config.folders != self.config.folders:
@@ -402,7 +418,7 @@ class Supervisor:
         self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
         self.parts.prober.round()
         self.parts.prober.start()
-        log.info("config_reloaded", config=str(config.path))
+        log.info("config_reloaded", config=str(config.path), **why)
         self.notifier.ready(self._status_line())
 
     def _shutdown(self) -> None:

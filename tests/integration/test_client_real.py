@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -104,6 +105,23 @@ def test_wrong_password_tries_once(qbt: Qbt) -> None:
     assert api.login()
     messages = [entry["message"] for entry in api.log_main()]
     assert sum(LOGIN_FAILURE in m for m in messages) == 1
+
+
+def test_savepath_wins_over_automatic_torrent_management(qbt: Qbt, client: Client, tmp_path: Path) -> None:
+    """With auto-TMM on by default (seen on 4.5.2) a bare ``savepath`` is ignored; ours is not."""
+    api = qbt.api()
+    assert api.login()
+    api.request("POST", "app/setPreferences", data={"json": json.dumps({"auto_tmm_enabled": True})})
+    assert api.request("GET", "app/preferences").json()["auto_tmm_enabled"] is True
+    savepath = tmp_path / "downloads" / "books"
+    bare, ours = random_ids(2)
+    api.add_magnet(magnet(bare), savepath=str(savepath), paused="true")  # as magnetd sent it before
+    assert client.add_magnets([magnet(ours)], AddOptions(savepath=str(savepath), paused=True)).accepted
+    wait_for(lambda: client.present([bare, ours]) == {bare, ours}, 10, "both listed")
+    listed = {t["hash"]: t for t in api.torrents(hashes=f"{bare}|{ours}")}
+    assert listed[bare]["auto_tmm"] is True, "the instance manages torrents automatically by default"
+    assert listed[ours]["auto_tmm"] is False
+    assert Path(listed[ours]["save_path"]) == savepath
 
 
 def test_add_real_torrent_file(client: Client) -> None:

@@ -111,6 +111,9 @@ def test_login_refused_is_auth_failed(
         client.login()
     assert caught.value.status == "AUTH_FAILED"
     assert client.login_blocked_until == clock.now + BACKOFF_FIRST
+    assert caught.value.retry_in == BACKOFF_FIRST
+    assert "next login attempt in 600 s" in caught.value.detail
+    assert "next login" not in caught.value.reason and caught.value.reason in caught.value.detail
 
 
 def test_login_403_is_banned_and_backs_off(rsps: responses.RequestsMock, client: Client) -> None:
@@ -159,6 +162,7 @@ def test_backoff_sends_nothing_until_it_passes(
         client.present([H1])
     assert caught.value.status == "AUTH_FAILED"
     assert "1 s" in caught.value.detail
+    assert caught.value.retry_in == 1
     assert len(rsps.calls) == 1
 
     clock.now += 1
@@ -309,6 +313,7 @@ def test_add_form_fields(rsps: responses.RequestsMock, client: Client) -> None:
         "urls": ["\n".join(MAGNETS)],
         "category": ["books"],
         "savepath": ["/srv/dl"],
+        "autoTMM": ["false"],
         "tags": ["a,b c"],
         "paused": ["true"],
         "stopped": ["true"],
@@ -323,6 +328,26 @@ def test_add_form_paused_false_and_unset_options(rsps: responses.RequestsMock, c
     assert form == {"urls": [MAGNETS[0]], "paused": ["false"], "stopped": ["false"]}
     client.add_magnets(MAGNETS[:1], AddOptions())
     assert form_of(last_to(rsps, ADD)) == {"urls": [MAGNETS[0]]}
+
+
+def test_savepath_turns_automatic_torrent_management_off(
+    rsps: responses.RequestsMock, client: Client
+) -> None:
+    """An instance with auto-TMM on by default ignores ``savepath`` unless ``autoTMM=false`` comes with it."""
+    rsps.add(responses.POST, LOGIN, body="Ok.")
+    rsps.add(responses.POST, ADD, body="Ok.")
+    client.add_magnets(MAGNETS[:1], AddOptions(savepath="/srv/books"))
+    assert form_of(last_to(rsps, ADD)) == {
+        "urls": [MAGNETS[0]],
+        "savepath": ["/srv/books"],
+        "autoTMM": ["false"],
+    }
+    client.add_magnets(MAGNETS[:1], AddOptions(category="books"))
+    assert "autoTMM" not in form_of(last_to(rsps, ADD)), "no savepath: the category's own rules apply"
+    client.add_torrent("a.torrent", b"d4:infodee", AddOptions(savepath="/srv/books"))
+    body = last_to(rsps, ADD).request.body
+    assert b'name="savepath"\r\n\r\n/srv/books\r\n' in body
+    assert b'name="autoTMM"\r\n\r\nfalse\r\n' in body
 
 
 def test_add_nothing_sends_nothing(rsps: responses.RequestsMock, client: Client) -> None:
@@ -456,6 +481,9 @@ def test_password_never_in_texts(rsps: responses.RequestsMock, clock: FakeClock)
         assert PASSWORD not in str(error)
         assert PASSWORD not in repr(error)
         assert PASSWORD not in error.detail
+        assert PASSWORD not in error.reason
+        assert PASSWORD not in (error.raw or "")
+    assert texts[-1].raw is not None and "***" in texts[-1].raw
 
 
 # --- torrents/info -------------------------------------------------------
