@@ -95,7 +95,7 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
     from magnetd.service.supervisor import Supervisor
 
     logs.setup(target, level)
-    logs.register_secrets(i.password for i in cfg.instances)
+    logs.register_secrets(cfg.secrets())
     try:
         supervisor = Supervisor(cfg)
     except Exception as exc:

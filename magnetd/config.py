@@ -25,6 +25,8 @@ import yaml
 from magnetd import passwords
 from magnetd.passwords import PASSWORD_SOURCES
 from magnetd.passwords import resolve as _resolve
+from magnetd.telemetry import settings
+from magnetd.telemetry.settings import Notify
 
 DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
 
@@ -75,6 +77,8 @@ class Vpn:
     gateway: str
     timeout: float = 2.0
     count: int = 2
+    reconnect_command: tuple[str, ...] = ()  # run when the gate goes down; empty: fail over at once
+    reconnect_wait: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,13 @@ class Config:
     batch_size: int = 1000
     sent_days: float | None = None
     watch: Watch = Watch()
+    notify: Notify = field(default_factory=Notify)
     warnings: tuple[str, ...] = ()
+
+    def secrets(self) -> Iterator[str]:
+        """Every secret value, for the log's redaction."""
+        yield from (i.password for i in self.instances)
+        yield from settings.secrets(self.notify)
 
 
 def default_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -172,7 +182,7 @@ def _accepted(errors: Sequence[jsonschema.ValidationError]) -> Accepted:
 
 
 def _is_secret(problem: Problem) -> bool:
-    return problem.key.rsplit(".", 1)[-1] in PASSWORD_SOURCES
+    return problem.key.rsplit(".", 1)[-1] in (*PASSWORD_SOURCES, *settings.SECRET_SOURCES)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -268,6 +278,9 @@ def rule_problems(
             yield from _instance_problems(inst, f"instances[{index}]", here, names, base, environ)
     if isinstance(raw.get("folders"), dict) and accepted("folders"):
         yield from _folder_problems(_folders(raw, base))
+    notify = raw.get("notify")
+    if isinstance(notify, dict) and accepted("notify"):
+        yield from (Problem(*found) for found in settings.problems(notify, base, environ))
 
 
 def _instance_problems(
@@ -373,7 +386,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         folders=_folders(raw, base),
         instances=tuple(instances),
         probe_interval=float(raw.get("probe_interval", 10.0)),
-        vpn=Vpn(vpn["gateway"], float(vpn.get("timeout", 2.0)), int(vpn.get("count", 2))) if vpn else None,
+        vpn=_vpn(vpn) if vpn else None,
         defaults=Defaults(
             category=defaults.get("category"),
             savepath=defaults.get("savepath"),
@@ -388,7 +401,18 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
             rescan_interval=float(watch.get("rescan_interval", 30.0)),
             settle_seconds=float(watch.get("settle_seconds", 1.0)),
         ),
+        notify=settings.build(raw.get("notify"), base, environ),
         warnings=tuple(_warnings(raw, path)),
+    )
+
+
+def _vpn(vpn: Mapping[str, Any]) -> Vpn:
+    return Vpn(
+        gateway=vpn["gateway"],
+        timeout=float(vpn.get("timeout", 2.0)),
+        count=int(vpn.get("count", 2)),
+        reconnect_command=tuple(vpn.get("reconnect_command") or ()),
+        reconnect_wait=float(vpn.get("reconnect_wait", 30.0)),
     )
 
 

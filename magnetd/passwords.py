@@ -17,7 +17,7 @@ from typing import Any
 
 PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_credential")
 
-LITERAL_SECRETS = frozenset({"password"})
+LITERAL_SECRETS = frozenset({"password", "apprise", "headers"})
 """Config keys whose value is itself a secret; a new one (``token``, ``api_key``) joins by being listed."""
 
 SAFER_SOURCES = "password_file, password_env or a systemd credential (password_credential)"
@@ -88,20 +88,21 @@ def read_password(inst: Mapping[str, Any], base: Path, environ: Mapping[str, str
         password, what = environ[name], f"environment variable {name}"
     elif key == "password_file":
         path = resolve(inst[key], base)
-        password, what = _read(key, path), str(path)
+        password, what = read_file(key, path), str(path)
     else:
         directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             message = "$CREDENTIALS_DIRECTORY is not set (not started by systemd?)"
             raise SecretError(key, message, _HINTS[key])
         path = Path(directory) / inst[key]
-        password, what = _read(key, path), f"credential {inst[key]} ({path})"
+        password, what = read_file(key, path), f"credential {inst[key]} ({path})"
     if not password:
         raise SecretError(key, f"{what} is empty: magnetd could never log in", _EMPTY_HINTS[key])
     return password
 
 
-def _read(key: str, path: Path) -> str:
+def read_file(key: str, path: Path) -> str:
+    """A secret file's text without its line end; :class:`SecretError` naming ``key`` if unreadable."""
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:

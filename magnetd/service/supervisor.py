@@ -405,7 +405,7 @@ class Supervisor:
         self._watch.read(config)
         for warning in config.warnings:
             log.warning("config_warning", detail=warning)
-        logs.register_secrets(i.password for i in config.instances)
+        logs.register_secrets(config.secrets())
         self.parts.close()
         if config.folders != self.config.folders:
             self.watcher.stop()

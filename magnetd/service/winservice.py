@@ -185,7 +185,7 @@ class ServiceCore:
         path = cfg.folders.state / LOG_NAME
         self.log_file = path.open("a", encoding="utf-8", buffering=1)
         logs.setup("json", "info", stream=self.log_file)
-        logs.register_secrets(i.password for i in cfg.instances)
+        logs.register_secrets(cfg.secrets())
         return path
 
 
