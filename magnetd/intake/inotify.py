@@ -1,69 +1,47 @@
-"""Linux inotify, read directly: one thread, whole buffers of events per read.
+"""Linux inotify through ``inotify_simple``: one thread, whole buffers of events per read.
 
 watchdog's inotify observer hands every event through three threads and a
 delayed queue searched linearly for move partners; with thousands of files
 renamed in at once that costs more CPU than reading and sending them. magnetd
 needs much less: arrivals only (``IN_MOVED_TO``, ``IN_CREATE``,
 ``IN_CLOSE_WRITE``), every non-hidden sub-folder watched, and a rescan when
-the kernel's queue overflows. Other platforms, and polling, keep watchdog.
+the kernel's queue overflows. ``inotify_simple`` does the system calls and
+parses ``struct inotify_event`` (each read takes every event queued); this
+module keeps the watches, a wake pipe to stop the thread, and the meaning of
+the events. Other platforms, and polling, keep watchdog.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import queue
 import select
-import struct
 import threading
 from pathlib import Path
 from typing import Any
 
+from inotify_simple import INotify, flags
+
 from magnetd import logs
 from magnetd.model import Arrival, Seen
 
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE_SELF = 0x00000400
-IN_MOVE_SELF = 0x00000800
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_ONLYDIR = 0x01000000
-IN_DONT_FOLLOW = 0x02000000
-IN_ISDIR = 0x40000000
-IN_CLOEXEC = 0o2000000
-
-MASK = IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW
-HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
-BUFFER = 256 * 1024
-
+ARRIVALS = flags.MOVED_TO | flags.CREATE | flags.CLOSE_WRITE
+MASK = int(ARRIVALS | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR | flags.DONT_FOLLOW)
+ROOT_MASK = MASK & ~flags.DONT_FOLLOW  # the inbox itself may be a symbolic link to a folder
 
 log = logs.get(__name__)
 
-
-def parse(buffer: bytes) -> list[tuple[int, int, bytes]]:
-    """``(wd, mask, name)`` for each ``struct inotify_event`` in ``buffer``."""
-    events = []
-    offset, end = 0, len(buffer)
-    while offset + HEADER.size <= end:
-        wd, mask, _cookie, length = HEADER.unpack_from(buffer, offset)
-        offset += HEADER.size
-        name = buffer[offset : offset + length].rstrip(b"\0")
-        offset += length
-        events.append((wd, mask, name))
-    return events
-
-
-def _libc() -> Any:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    libc.inotify_init1.argtypes = [ctypes.c_int]
-    libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-    return libc
+# Plain ints for the per-event tests (an IntEnum member costs a lookup each time).
+_OVERFLOW = int(flags.Q_OVERFLOW)
+_GONE = int(flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF)
+_IGNORED = int(flags.IGNORED)
+_ISDIR = int(flags.ISDIR)
+_NEW_DIR = int(flags.CREATE | flags.MOVED_TO)
+_MOVED_TO = int(flags.MOVED_TO)
+_CLOSE_WRITE = int(flags.CLOSE_WRITE)
+_CREATE = int(flags.CREATE)
 
 
 class InotifyReader:
@@ -76,27 +54,26 @@ class InotifyReader:
     def __init__(self, root: Path, out: queue.SimpleQueue[Any]) -> None:
         self.root = root
         self.out = out
-        self._libc = _libc()
-        self._fd = -1
+        self._top = os.fspath(root)
+        self._inotify: INotify | None = None
         self._wake_r, self._wake_w = -1, -1
-        self._dirs: dict[int, bytes] = {}  # wd -> folder path
+        self._dirs: dict[int, str] = {}  # wd -> folder path
         self._inodes: dict[int, tuple[int, int]] = {}  # wd -> (st_dev, st_ino) when watched
         self._root_wd = -1
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Watch every folder now below ``root``, then read on a daemon thread; OSError if impossible."""
-        fd = self._libc.inotify_init1(IN_CLOEXEC)
-        if fd < 0:
-            raise _os_error("inotify_init1")
-        self._fd = fd
+        self._inotify = INotify()  # close-on-exec
         try:
             self._wake_r, self._wake_w = os.pipe()
-            self._root_wd = self._watch_tree(os.fsencode(self.root), strict=True)
+            self._root_wd = self._watch_tree(self._top, strict=True)
         except OSError:
             self._close()
             raise
-        self._thread = threading.Thread(target=self._run, name="magnetd-inotify", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._inotify,), name="magnetd-inotify", daemon=True
+        )
         self._thread.start()
 
     def alive(self) -> bool:
@@ -114,34 +91,38 @@ class InotifyReader:
 
     # -- the reading thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+    def _run(self, inotify: INotify) -> None:
         try:
+            poller = select.poll()
+            poller.register(inotify.fileno(), select.POLLIN)
+            poller.register(self._wake_r, select.POLLIN)
             while True:
                 ready = {fd for fd, _ in poller.poll()}
                 if self._wake_r in ready:
                     return
                 try:
-                    buffer = os.read(self._fd, BUFFER)
+                    events = inotify.read(timeout=0)  # everything queued now, parsed
                 except InterruptedError:
                     continue
-                if not self._handle(parse(buffer)):
+                if not self.handle(events):
                     return
         except Exception as exc:
             log.exception("watcher_error", inbox=str(self.root), error=repr(exc), action="rescanning")
             self.out.put(Seen(self.root, Arrival.ERROR))  # the owner rescans and restarts us
 
-    def _handle(self, events: list[tuple[int, int, bytes]]) -> bool:
-        """Queue what ``events`` say; False once the root folder is gone."""
+    def handle(self, events: list[Any]) -> bool:
+        """Queue what ``events`` (``inotify_simple.Event`` tuples) say; False once the root folder is gone.
+
+        Called on the reading thread; public so that tests can hand it events the
+        kernel does not make on demand (a queue overflow).
+        """
         put = self.out.put
-        for wd, mask, name in events:
-            if mask & IN_Q_OVERFLOW:  # events were lost: watch folders made meanwhile, the owner rescans
-                self._watch_tree(os.fsencode(self.root), strict=False)
+        for wd, mask, _cookie, name in events:
+            if mask & _OVERFLOW:  # events were lost: watch folders made meanwhile, the owner rescans
+                self._watch_tree(self._top, strict=False)
                 put(Seen(self.root, Arrival.ERROR))
                 continue
-            if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
+            if mask & _GONE:
                 if wd == self._root_wd:
                     return False
                 self._forget_if_moved(wd, mask)
@@ -150,39 +131,39 @@ class InotifyReader:
             if folder is None or not name:
                 continue
             path = os.path.join(folder, name)
-            if mask & IN_ISDIR:
-                if mask & (IN_CREATE | IN_MOVED_TO) and not name.startswith(b"."):
+            if mask & _ISDIR:
+                if mask & _NEW_DIR and not name.startswith("."):
                     self._watch_tree(path, strict=False)
-                    put(Seen(Path(os.fsdecode(path)), Arrival.DIR))  # files already inside have no events
-            elif mask & IN_MOVED_TO:
-                put(Seen(Path(os.fsdecode(path)), Arrival.MOVED))
-            elif mask & IN_CLOSE_WRITE:
-                put(Seen(Path(os.fsdecode(path)), Arrival.CLOSED))
-            elif mask & IN_CREATE:
-                put(Seen(Path(os.fsdecode(path)), Arrival.CREATED))
+                    put(Seen(Path(path), Arrival.DIR))  # files already inside have no events
+            elif mask & _MOVED_TO:
+                put(Seen(Path(path), Arrival.MOVED))
+            elif mask & _CLOSE_WRITE:
+                put(Seen(Path(path), Arrival.CLOSED))
+            elif mask & _CREATE:
+                put(Seen(Path(path), Arrival.CREATED))
         return True
 
     # -- watches ---------------------------------------------------------------------------
 
-    def _watch_tree(self, top: bytes, strict: bool) -> int:
+    def _watch_tree(self, top: str, strict: bool) -> int:
         """Watch ``top`` and every non-hidden folder below it; returns ``top``'s watch.
 
         The inbox itself may be a symbolic link to a folder; links found below it are
         not followed. ``strict``: raise if ``top`` cannot be watched.
         """
-        is_root = top == os.fsencode(self.root)
-        wd = self._watch(top, strict, MASK & ~IN_DONT_FOLLOW if is_root else MASK)
+        wd = self._watch(top, strict, ROOT_MASK if top == self._top else MASK)
         for directory, subdirs, _files in os.walk(top):
-            subdirs[:] = [d for d in subdirs if not d.startswith(b".")]
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
             for sub in subdirs:
                 self._watch(os.path.join(directory, sub), False, MASK)
         return wd
 
-    def _watch(self, path: bytes, strict: bool, mask: int) -> int:
-        wd: int = self._libc.inotify_add_watch(self._fd, path, mask)
-        if wd < 0:
+    def _watch(self, path: str, strict: bool, mask: int) -> int:
+        try:
+            wd: int = self._notifier().add_watch(path, mask)
+        except OSError as exc:
             if strict:
-                raise _os_error("inotify_add_watch", path)
+                raise OSError(exc.errno, f"inotify_add_watch: {exc.strerror}", path) from None
             return -1  # vanished or unreadable meanwhile: the periodic scan still covers it
         self._dirs[wd] = path  # the same folder watched again (moved, then seen) keeps its wd
         try:
@@ -194,7 +175,7 @@ class InotifyReader:
 
     def _forget_if_moved(self, wd: int, mask: int) -> None:
         """A watched folder was deleted or moved: drop its watch unless it was re-seen in the inbox."""
-        if mask & IN_IGNORED:
+        if mask & _IGNORED:
             self._dirs.pop(wd, None)
             self._inodes.pop(wd, None)
             return
@@ -205,20 +186,25 @@ class InotifyReader:
             info = None
         if path is None or (info is not None and (info.st_dev, info.st_ino) == self._inodes.get(wd)):
             return  # moved within the inbox: already watched under its new name
-        below = path + b"/"  # moved out: forget it and the folders under it (IN_IGNORED follows)
+        below = path + os.sep  # moved out: forget it and the folders under it (IN_IGNORED follows)
         for other in [w for w, p in self._dirs.items() if w == wd or p.startswith(below)]:
-            self._libc.inotify_rm_watch(self._fd, other)
+            with contextlib.suppress(OSError):  # already gone
+                self._notifier().rm_watch(other)
+
+    def _notifier(self) -> INotify:
+        if self._inotify is None:
+            raise OSError(errno.EBADF, "inotify: not started")
+        return self._inotify
 
     def _close(self) -> None:
-        for fd in (self._fd, self._wake_r, self._wake_w):
+        inotify, self._inotify = self._inotify, None
+        if inotify is not None:
+            with contextlib.suppress(OSError):
+                inotify.close()
+        for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._fd = self._wake_r = self._wake_w = -1
+        self._wake_r = self._wake_w = -1
         self._dirs.clear()
         self._inodes.clear()
-
-
-def _os_error(call: str, path: bytes | None = None) -> OSError:
-    code = ctypes.get_errno() or errno.EIO
-    return OSError(code, f"{call}: {os.strerror(code)}", os.fsdecode(path) if path is not None else None)

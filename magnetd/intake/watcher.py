@@ -15,7 +15,7 @@ import queue
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchdog.events import (
     FileClosedEvent,
@@ -30,8 +30,10 @@ from watchdog.observers.polling import PollingObserver
 
 from magnetd import logs
 from magnetd.config import Polling
-from magnetd.intake.inotify import InotifyReader
 from magnetd.model import Arrival, FileKind, Seen
+
+if sys.platform.startswith("linux") or TYPE_CHECKING:  # inotify_simple is a dependency on Linux only
+    from magnetd.intake.inotify import InotifyReader
 
 KINDS = tuple(kind.suffix for kind in FileKind)
 TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", ".!qb", "~")

@@ -19,7 +19,9 @@ from tests.daemon import wait_for
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
 
 if sys.platform.startswith("linux"):
-    from magnetd.intake.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, InotifyReader, parse
+    from inotify_simple import flags, parse_events
+
+    from magnetd.intake.inotify import InotifyReader
 
 Watched = tuple[Path, "queue.SimpleQueue[Any]", "InotifyReader"]
 
@@ -41,10 +43,13 @@ def watched(tmp_path: Path) -> Iterator[Watched]:
     reader.stop()
 
 
-def test_parse_reads_packed_events_with_padded_names() -> None:
-    raw = struct.pack("iIII", 1, IN_MOVED_TO, 7, 16) + b"a.magnet".ljust(16, b"\0")
-    raw += struct.pack("iIII", 2, IN_CLOSE_WRITE, 0, 0)
-    assert parse(raw) == [(1, IN_MOVED_TO, b"a.magnet"), (2, IN_CLOSE_WRITE, b"")]
+def test_a_queue_overflow_asks_for_a_rescan_and_reading_goes_on(watched: Watched) -> None:
+    inbox, out, reader = watched
+    overflow = struct.pack("iIII", -1, flags.Q_OVERFLOW, 0, 0)  # as the kernel writes it: no watch, no name
+    assert reader.handle(parse_events(overflow))
+    assert take(out, 1) == [Seen(inbox, Arrival.ERROR)]
+    (inbox / "books" / "after.magnet").write_text("m")
+    assert take(out, 2)[1] == Seen(inbox / "books" / "after.magnet", Arrival.CLOSED)
 
 
 def test_arrivals_are_reported_by_how_they_came(watched: Watched) -> None:
@@ -74,6 +79,22 @@ def test_new_folders_are_reported_and_watched(watched: Watched) -> None:
     (inbox / ".hidden" / "no.magnet").write_text("m")
     (inbox / "renamed" / "after.magnet").write_text("m")
     assert take(out, 1) == [Seen(inbox / "renamed" / "after.magnet", Arrival.CREATED)]  # nothing from .hidden
+
+
+def test_folders_moved_in_are_reported_and_watched_unless_hidden(watched: Watched, tmp_path: Path) -> None:
+    inbox, out, _reader = watched
+    (tmp_path / "outside" / "deep").mkdir(parents=True)
+    (tmp_path / "outside" / "deep" / "inside.magnet").write_text("m")  # already there: the rescan finds it
+    (tmp_path / "hidden-out").mkdir()
+    os.rename(tmp_path / "hidden-out", inbox / ".hidden-in")
+    os.rename(tmp_path / "outside", inbox / "moved-in")
+    assert take(out, 1) == [Seen(inbox / "moved-in", Arrival.DIR)]
+    (inbox / ".hidden-in" / "no.magnet").write_text("m")
+    (inbox / "moved-in" / "deep" / "later.magnet").write_text("m")
+    assert take(out, 2) == [
+        Seen(inbox / "moved-in" / "deep" / "later.magnet", Arrival.CREATED),
+        Seen(inbox / "moved-in" / "deep" / "later.magnet", Arrival.CLOSED),
+    ]
 
 
 def test_a_folder_moved_out_is_no_longer_watched(watched: Watched, tmp_path: Path) -> None:
