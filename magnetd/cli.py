@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -18,6 +19,8 @@ from magnetd.intake.magnet import parse_link
 from magnetd.model import ExitCode, Rejected
 from magnetd.records import status
 from magnetd.records.spool import ERROR_SUFFIX, count_files, free_name, fsync_dir, write_atomic
+
+NOTIFY_TEST_TIMEOUT = 60.0  # seconds for every target, retries included (a webhook waits up to 10 s a try)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("links", nargs="+", metavar="MAGNET_OR_FILE")
     retry = command("retry", "move failed files back into the inbox")
     retry.add_argument("names", nargs="*", metavar="NAME", help="files in failed/ (default: all)")
+    notify = command("notify", "send the event `test` to every notify target; print each result")
+    notify.add_argument("--test", action="store_true", required=True, help="send the test event (required)")
     service = command("service", "install, remove, start or stop the Windows service (Windows only)")
     service.add_argument("action", choices=("install", "remove", "start", "stop"))
     service.add_argument(
@@ -82,6 +87,8 @@ def _dispatch(args: argparse.Namespace, path: Path) -> int:
         return ExitCode.OK
     if args.command == "run":
         return run(configuration.load(path), args.log_target, args.log_level)
+    if args.command == "notify":
+        return notify_test(configuration.load(path))
     cfg = configuration.load(path, secrets=False)  # the other commands only touch the folders
     if args.command == "status":
         return show_status(cfg, args.json)
@@ -110,6 +117,29 @@ def run(cfg: configuration.Config, target: str, level: str) -> int:
     except Exception as exc:
         logs.get(__name__).critical("daemon_failed", error=repr(exc), exc_info=exc)
         return ExitCode.ERROR
+
+
+def notify_test(cfg: configuration.Config) -> int:
+    """Send ``test`` to every target at once; exit 0 only if every one was delivered."""
+    from magnetd.telemetry.events import Event, EventName
+    from magnetd.telemetry.postman import Postman
+    from magnetd.telemetry.targets import build
+
+    if not cfg.notify.targets:
+        print(f"magnetd: {cfg.path} has no notify targets", file=sys.stderr)
+        return ExitCode.ERROR
+    logs.setup("console", "warning")
+    logs.register_secrets(cfg.secrets())
+    postman = Postman([build(spec) for spec in cfg.notify.targets])
+    message = f"A test from magnetd on {socket.gethostname()}: notifications reach this target."
+    results = postman.deliver_now(
+        Event(EventName.TEST, "magnetd: test", message), timeout=NOTIFY_TEST_TIMEOUT
+    )
+    postman.close(timeout=1.0)
+    for name, result in results.items():
+        word = "delivered" if result.delivered else "FAILED"
+        print(f"{name:<16} {word:<10} {result.detail}".rstrip())
+    return ExitCode.OK if all(r.delivered for r in results.values()) else ExitCode.ERROR
 
 
 def service(action: str, config: Path | None, startup: str) -> int:

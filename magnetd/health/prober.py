@@ -14,10 +14,14 @@ from magnetd.config import Instance
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.health.advice import empty_detail
 from magnetd.health.gate import VpnGate
+from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
 
 log = logs.get(__name__)
+
+RECONNECT_RECHECK = 1.0
+"""Seconds between rounds while files wait for a reconnecting VPN: its return is seen at once."""
 
 
 class Prober(threading.Thread):
@@ -30,6 +34,7 @@ class Prober(threading.Thread):
         health: Health,
         gate: VpnGate | None,
         interval: float,
+        reconnector: Reconnector | None = None,
     ) -> None:
         super().__init__(name="magnetd-prober", daemon=True)
         self.instances = list(instances)
@@ -37,22 +42,32 @@ class Prober(threading.Thread):
         self.health = health
         self.gate = gate
         self.interval = interval
+        self.reconnector = reconnector
         self.stopped = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.instances)), thread_name_prefix="probe")
 
     def run(self) -> None:
-        while not self.stopped.wait(self.interval):
+        while not self.stopped.wait(self._pause()):
             try:
                 self.round()
             except Exception as exc:
                 log.exception("probe_round_failed", error=repr(exc))
 
+    def _pause(self) -> float:
+        """The wait before the next round: short while files wait for a reconnecting VPN."""
+        if self.reconnector is not None and self.reconnector.holding():
+            return min(self.interval, RECONNECT_RECHECK)
+        return self.interval
+
     def round(self) -> None:
         """One health round (also called directly, before the daemon reports ready)."""
-        if self.gate is not None:
-            self.health.set_vpn(*self.gate.check())
+        gate = self.gate.check() if self.gate is not None else None
+        if gate is not None:
+            self.health.set_vpn(*gate)
         vpn_up = self.health.vpn_up()
         list(self._pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
+        if gate is not None and self.reconnector is not None:  # after the probes: see Reconnector
+            self.reconnector.checked(gate[0])
 
     def _probe(self, inst: Instance, vpn_up: bool) -> None:
         if not inst.password:  # the config refuses an empty source: never send an empty password anyway

@@ -47,7 +47,12 @@ class Reconnector:
         self._running: threading.Thread | None = None
 
     def checked(self, status: GateStatus) -> None:
-        """The gate was checked (every round): run the command if it is down and may run again."""
+        """The gate was checked (every round): run the command if it is down and may run again.
+
+        The prober calls this after the round's instance probes, so that when the gate is
+        back the outage ends only once its VPN-bound instances were seen OK: files never
+        slip to a fallback in between.
+        """
         now = self._clock()
         with self._lock:
             if status == GateStatus.UP:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from magnetd import logs
 from magnetd.clock import now_iso
@@ -18,6 +18,22 @@ from magnetd.model import GateStatus, InstanceStatus
 from magnetd.records.status import InstanceView
 
 log = logs.get(__name__)
+
+
+class Observer(Protocol):
+    """Told of every change of status, outside the lock (e.g. the announcer)."""
+
+    def gate_changed(self, gate: str, status: str, detail: str) -> None: ...
+
+    def instance_changed(self, name: str, status: str, detail: str) -> None: ...
+
+
+class _Nobody:
+    def gate_changed(self, gate: str, status: str, detail: str) -> None:
+        pass
+
+    def instance_changed(self, name: str, status: str, detail: str) -> None:
+        pass
 
 
 @dataclass
@@ -37,8 +53,10 @@ class Health:
         instances: Sequence[Instance],
         vpn: Vpn | None,
         wake: Callable[[], None] = lambda: None,
+        observer: Observer | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self._observer: Observer = observer or _Nobody()
         self._instances = list(instances)
         self._states = {inst.name: _State() for inst in instances}
         self._vpn = _State() if vpn else None
@@ -54,6 +72,7 @@ class Health:
         if changed:
             level = log.info if status == GateStatus.UP else log.warning
             level("vpn_status_changed", gateway=self.gateway, old=changed, status=status, detail=detail)
+            self._observer.gate_changed(self.gateway or "vpn", status, detail)
             self.wake()
 
     def vpn_up(self) -> bool:
@@ -73,6 +92,7 @@ class Health:
         if changed:
             level = log.info if status == InstanceStatus.OK else log.warning
             level("instance_status_changed", instance=name, old=changed, status=status, detail=detail)
+            self._observer.instance_changed(name, status, detail)
             self.wake()
 
     def set_failure(self, name: str, error: InstanceError) -> None:
@@ -96,6 +116,22 @@ class Health:
                 for inst in self._instances
                 if self._states[inst.name].status == InstanceStatus.OK and (vpn_up or not inst.requires_vpn)
             ]
+
+    def first_choice_needs_vpn(self) -> bool:
+        """Whether the instance that would get files if the VPN were up is a VPN-bound one now down.
+
+        That is the first instance in priority order that is OK, or not contacted only because
+        the gate is down. While a reconnect command works, files wait for it.
+        """
+        with self._lock:
+            vpn_up = self._vpn is None or self._vpn.status == GateStatus.UP
+            for inst in self._instances:
+                status = self._states[inst.name].status
+                if status == InstanceStatus.VPN_DOWN:  # also just after the gate came back, until probed
+                    return True
+                if status == InstanceStatus.OK:
+                    return inst.requires_vpn and not vpn_up
+            return False
 
     def vpn_view(self) -> dict[str, Any] | None:
         with self._lock:

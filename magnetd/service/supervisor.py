@@ -11,26 +11,23 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from magnetd import logs
 from magnetd.clock import now_iso
 from magnetd.config import Config, ConfigError, load
-from magnetd.delivery.courier import Courier
-from magnetd.delivery.dispatch import Counters, Dispatcher, Flight, Job
-from magnetd.delivery.ledger import Ledger
-from magnetd.delivery.qbittorrent import Client
-from magnetd.health.gate import VpnGate
-from magnetd.health.prober import Prober
-from magnetd.health.state import Health
+from magnetd.delivery.dispatch import Counters, Flight, Job
 from magnetd.intake.inbox import Inbox
 from magnetd.intake.watcher import Watcher, scan
 from magnetd.model import Arrival, Seen
 from magnetd.records import status
-from magnetd.records.spool import Spool, count_files, ensure_folders, prune
+from magnetd.records.spool import count_files, ensure_folders, prune
 from magnetd.service.filewatch import ConfigWatch
+from magnetd.service.hold import Hold
+from magnetd.service.parts import Parts
 from magnetd.service.systemd import Notifier
+from magnetd.telemetry.notices import Notices
 
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads (a dead one is restarted)
@@ -39,56 +36,6 @@ IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next
 BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
 log = logs.get(__name__)
-
-
-class Parts:
-    """Everything built from one config: clients, health, prober, dispatcher."""
-
-    def __init__(
-        self,
-        config: Config,
-        inbox: Inbox,
-        counters: Counters,
-        wake: Callable[[], None],
-        keepalive: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.config = config
-        self.clients = {
-            i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
-            for i in config.instances
-        }
-        self.gate = VpnGate(config.vpn) if config.vpn else None
-        self.health = Health(config.instances, config.vpn, wake)
-        self.prober = self._prober()
-        self.spool = Spool(config.folders)
-        self.ledger = Ledger(self.clients, self.health, config.batch_size)
-        self.courier = Courier()
-        self.dispatcher = Dispatcher(
-            config,
-            self.clients,
-            self.health,
-            self.gate,
-            self.spool,
-            inbox,
-            counters,
-            ledger=self.ledger,
-            courier=self.courier,
-            keepalive=keepalive,
-        )
-
-    def _prober(self) -> Prober:
-        c = self.config
-        return Prober(c.instances, self.clients, self.health, self.gate, c.probe_interval)
-
-    def restart_prober(self) -> None:
-        self.prober = self._prober()
-        self.prober.start()
-
-    def close(self) -> None:
-        self.prober.stop()
-        self.courier.close()
-        for client in self.clients.values():
-            client.close()
 
 
 class Supervisor:
@@ -101,7 +48,8 @@ class Supervisor:
         self.counters = Counters()
         self.inbox = Inbox(config.folders.inbox)
         self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
-        self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
+        self.notices = Notices(config.notify)
+        self.parts = self._parts(config)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._watch = ConfigWatch(config)  # while an instance waits for a new password
@@ -109,7 +57,10 @@ class Supervisor:
         self._next_snapshot = 0.0
         self._next_prune = 0.0
         self._started_at = now_iso()
-        self._held = False
+        self.hold = Hold(self.inbox, self.counters, self.notices.announcer)
+
+    def _parts(self, config: Config) -> Parts:
+        return Parts(config, self.inbox, self.counters, self.notices.announcer, self.wake, self._keepalive)
 
     # -- called from other threads or signal handlers: set a flag, wake the loop ------------
 
@@ -213,14 +164,22 @@ class Supervisor:
     def _next_deadline(self) -> float:
         deadlines = [self._next_rescan, self._next_snapshot]
         due = self.inbox.next_due()
-        if due is not None and not self._held:
+        if due is not None and not self.hold.active:
             deadlines.append(due)
         watchdog = self.notifier.next_watchdog()
         if watchdog is not None:
             deadlines.append(watchdog)
         if self.parts.health.needing_config():
             deadlines.append(self._watch.next_check)
+        for deadline in (self.notices.announcer.next_due(), self._reconnect_deadline()):
+            if deadline is not None:
+                deadlines.append(deadline)
         return min(deadlines)
+
+    def _reconnect_deadline(self) -> float | None:
+        """While files wait for a reconnecting VPN: when the wait ends and they fail over."""
+        reconnector = self.parts.reconnector
+        return reconnector.deadline() if reconnector is not None and self.hold.active else None
 
     def _keep_parts_alive(self) -> None:
         if not self.watcher.alive():
@@ -239,6 +198,8 @@ class Supervisor:
             self._prune()
         self.parts.ledger.check()
         self._drain()
+        self.hold.tell()
+        self.notices.announcer.tick()
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
         self.notifier.watchdog(time.monotonic())
@@ -273,15 +234,13 @@ class Supervisor:
         Up to ``IN_FLIGHT`` batches are with the courier at once; each is landed
         (its files moved) in order, and all of them before this returns.
         """
-        if not self.parts.health.usable():
+        if not self.parts.dispatcher.candidates():
             if len(self.inbox):
                 self._hold()
             else:
-                self._held = False
+                self.hold.clear()
             return
-        if self._held:
-            log.info("drain_started", files=len(self.inbox))
-        self._held = False
+        self.hold.end()
         flights: deque[Flight] = deque()
         try:
             self._launch_due(flights)
@@ -295,7 +254,7 @@ class Supervisor:
         batch: list[Job] = []
         entries = size = 0
         for waiting in self.inbox.due():
-            if self._stop.is_set() or self._held:
+            if self._stop.is_set() or self.hold.active:
                 return
             job = dispatcher.load(waiting)
             if job is None:
@@ -306,7 +265,7 @@ class Supervisor:
             if entries >= self.config.batch_size or size >= BATCH_BYTES:
                 self._launch(batch, flights)
                 batch, entries, size = [], 0, 0
-        if batch and not self._held:
+        if batch and not self.hold.active:
             self._launch(batch, flights)
 
     def _launch(self, batch: list[Job], flights: deque[Flight]) -> None:
@@ -338,23 +297,22 @@ class Supervisor:
             self._snapshot()
 
     def _hold(self) -> None:
-        """Keep every waiting file in the inbox until an instance is back; one event per hold."""
-        if not self._held:
-            summary = self.parts.health.summary()
-            log.warning("files_held", files=len(self.inbox), reason="no healthy instance", instances=summary)
-        self._held = True
+        reconnector = self.parts.reconnector
+        reconnecting = reconnector is not None and reconnector.holding()
+        reason = "waiting for the VPN to reconnect" if reconnecting else "no healthy instance"
+        self.hold.start(reason, self.parts.health.summary())
 
     def _batch_error(self, batch: Sequence[Job], exc: Exception) -> None:
         log.error("batch_error", error=repr(exc), files=len(batch), exc_info=exc)
         for job in batch:
             if job.waiting.path.exists():
-                self.parts.dispatcher.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
+                self.parts.settler.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
 
     # -- status, reload, shutdown ------------------------------------------------------------
 
     def _status_line(self) -> str:
         waiting = len(self.inbox)
-        held = " (held)" if self._held else ""
+        held = " (held)" if self.hold.active else ""
         return f"{waiting} waiting{held} · {self.parts.health.summary()}"
 
     def snapshot(self) -> status.Snapshot:
@@ -367,7 +325,7 @@ class Supervisor:
             vpn=health.vpn_view(),
             instances=health.views(),
             inbox=len(self.inbox),
-            held=len(self.inbox) if self._held else 0,
+            held=len(self.inbox) if self.hold.active else 0,
             oldest_waiting=str(self.parts.spool.relative(oldest.path)) if oldest else None,
             oldest_waiting_age=round(time.time() - oldest.first_seen_wall, 1) if oldest else None,
             oldest_waiting_error=oldest.last_error if oldest else None,
@@ -406,16 +364,18 @@ class Supervisor:
         for warning in config.warnings:
             log.warning("config_warning", detail=warning)
         logs.register_secrets(config.secrets())
+        self.notices.reconfigure(config.notify)
         self.parts.close()
         if config.folders != self.config.folders:
             self.watcher.stop()
             self.inbox = Inbox(config.folders.inbox)
+            self.hold = Hold(self.inbox, self.counters, self.notices.announcer)
             self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
             ensure_folders(config.folders)
             self._start_watcher()
             self._next_rescan = 0.0
         self.config = config
-        self.parts = Parts(config, self.inbox, self.counters, self.wake, self._keepalive)
+        self.parts = self._parts(config)
         self.parts.prober.round()
         self.parts.prober.start()
         log.info("config_reloaded", config=str(config.path), **why)
@@ -426,6 +386,7 @@ class Supervisor:
         self.watcher.stop()
         self.parts.close()
         self.parts.spool.flush()
+        self.notices.close()
         self._snapshot_final()
         log.info(
             "daemon_stopped", waiting=len(self.inbox), sent=self.counters.sent, failed=self.counters.failed

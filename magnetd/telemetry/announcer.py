@@ -80,6 +80,12 @@ class Announcer:
         self._held_since: float | None = None
         self._held_told = False
 
+    def configure(self, wanted: Iterable[EventName], digest_seconds: float, held_after: float) -> None:
+        """New settings after a reload; what was told and what waits are kept."""
+        with self._lock:
+            self.wanted = frozenset(wanted)
+            self.digest_seconds, self.held_after = digest_seconds, held_after
+
     # -- state changes --------------------------------------------------------------------
 
     def gate_changed(self, gate: str, status: str, detail: str) -> None:
@@ -159,9 +165,12 @@ class Announcer:
             dues += [s.told_at + self.flap_window for s in self._subjects.values() if s.pending]
         return min(dues, default=None)
 
-    def tick(self) -> None:
-        """Send digests whose window ended, and folded changes whose flap window ended."""
-        now = self._clock()
+    def tick(self, now: float | None = None) -> None:
+        """Send digests whose window ended, and folded changes whose flap window ended.
+
+        ``now=inf`` sends everything that waits (at shutdown).
+        """
+        now = self._clock() if now is None else now
         ready: list[Event] = []
         with self._lock:
             for name, digest in list(self._digests.items()):

@@ -13,7 +13,8 @@ from structlog.testing import capture_logs
 from magnetd.config import Config, Folders, Instance, Secret
 from magnetd.delivery import dispatch
 from magnetd.delivery.courier import Courier
-from magnetd.delivery.dispatch import MAX_ATTEMPTS, Counters, Dispatcher
+from magnetd.delivery.dispatch import Dispatcher
+from magnetd.delivery.settler import MAX_ATTEMPTS, Counters, Settler
 from magnetd.health.state import Health
 from magnetd.intake import items
 from magnetd.intake.inbox import Inbox
@@ -41,9 +42,7 @@ def setup(
         clients,  # type: ignore[arg-type]  # duck-typed fakes of Client
         health,
         None,
-        Spool(folders),
-        inbox,
-        Counters(),
+        Settler(Spool(folders), inbox, Counters()),
         sleep=lambda _: None,
         courier=courier,
         keepalive=keepalive,

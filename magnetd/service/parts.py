@@ -1,0 +1,89 @@
+"""Parts: everything built from one config, rebuilt on each reload.
+
+Clients, the VPN gate and its reconnect command, health and its prober, the
+courier, the ledger, the settler and the dispatcher. What must outlive a
+reload (the inbox, the counters, the announcer) is handed in.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+from magnetd.config import Config
+from magnetd.delivery.courier import Courier
+from magnetd.delivery.dispatch import Dispatcher
+from magnetd.delivery.ledger import Ledger
+from magnetd.delivery.qbittorrent import Client
+from magnetd.delivery.settler import Counters, Settler
+from magnetd.health.gate import VpnGate
+from magnetd.health.prober import Prober
+from magnetd.health.reconnect import Reconnector
+from magnetd.health.state import Health
+from magnetd.intake.inbox import Inbox
+from magnetd.records.spool import Spool
+from magnetd.telemetry.announcer import Announcer
+
+
+class Parts:
+    """The daemon's working parts for one config."""
+
+    def __init__(
+        self,
+        config: Config,
+        inbox: Inbox,
+        counters: Counters,
+        announcer: Announcer,
+        wake: Callable[[], None],
+        keepalive: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.clients = {
+            i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
+            for i in config.instances
+        }
+        self.gate = VpnGate(config.vpn) if config.vpn else None
+        self.reconnector = _reconnector(config, announcer)
+        self.health = Health(config.instances, config.vpn, wake, observer=announcer)
+        self.prober = self._prober()
+        self.spool = Spool(config.folders)
+        self.ledger = Ledger(self.clients, self.health, config.batch_size)
+        self.courier = Courier()
+        self.settler = Settler(self.spool, inbox, counters, announcer)
+        self.dispatcher = Dispatcher(
+            config,
+            self.clients,
+            self.health,
+            self.gate,
+            self.settler,
+            ledger=self.ledger,
+            courier=self.courier,
+            keepalive=keepalive,
+            reconnector=self.reconnector,
+        )
+
+    def _prober(self) -> Prober:
+        c = self.config
+        return Prober(c.instances, self.clients, self.health, self.gate, c.probe_interval, self.reconnector)
+
+    def restart_prober(self) -> None:
+        self.prober = self._prober()
+        self.prober.start()
+
+    def close(self) -> None:
+        self.prober.stop()
+        self.courier.close()
+        for client in self.clients.values():
+            client.close()
+
+
+def _reconnector(config: Config, announcer: Announcer) -> Reconnector | None:
+    vpn = config.vpn
+    if vpn is None or not vpn.reconnect_command:
+        return None
+    command = shlex.join(vpn.reconnect_command)
+
+    def report(code: int | None, seconds: float, detail: str) -> None:
+        announcer.reconnect_ran(vpn.gateway, command, code, seconds, detail)
+
+    return Reconnector(vpn.reconnect_command, vpn.reconnect_wait, report)
