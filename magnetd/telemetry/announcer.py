@@ -80,11 +80,13 @@ class Announcer:
         self._held_since: float | None = None
         self._held_told = False
 
-    def configure(self, wanted: Iterable[EventName], digest_seconds: float, held_after: float) -> None:
+    def configure(
+        self, wanted: Iterable[EventName], digest_seconds: float, held_after: float, flap_window: float
+    ) -> None:
         """New settings after a reload; what was told and what waits are kept."""
         with self._lock:
             self.wanted = frozenset(wanted)
-            self.digest_seconds, self.held_after = digest_seconds, held_after
+            self.digest_seconds, self.held_after, self.flap_window = digest_seconds, held_after, flap_window
 
     # -- state changes --------------------------------------------------------------------
 

@@ -35,7 +35,11 @@ class Notices:
         self.notify = notify
         self.postman = postman(notify)
         self.announcer = Announcer(
-            self._post, wanted(notify), digest_seconds=notify.digest_seconds, held_after=notify.held_after
+            self._post,
+            wanted(notify),
+            digest_seconds=notify.digest_seconds,
+            held_after=notify.held_after,
+            flap_window=notify.flap_seconds,
         )
 
     def _post(self, event: Event) -> None:
@@ -56,7 +60,9 @@ class Notices:
             if old is not None:
                 old.close(timeout=1.0)
         self.notify = notify
-        self.announcer.configure(wanted(notify), notify.digest_seconds, notify.held_after)
+        self.announcer.configure(
+            wanted(notify), notify.digest_seconds, notify.held_after, notify.flap_seconds
+        )
 
     def close(self) -> None:
         """Send what waits (digests, folded changes), then give deliveries a few seconds."""

@@ -26,6 +26,7 @@ SECRET_SOURCES = ("apprise", "apprise_env", "apprise_file", "headers_env")
 """Keys whose problems are about secrets (not checked by commands that send nothing)."""
 DEFAULT_HELD_AFTER = 600.0
 DEFAULT_DIGEST_SECONDS = 30.0
+DEFAULT_FLAP_SECONDS = 60.0
 
 Found = tuple[str, str, str]  # key, message, hint
 _VALID_EVENTS = frozenset(EventName)
@@ -35,6 +36,7 @@ _VALID_EVENTS = frozenset(EventName)
 class Notify:
     held_after: float = DEFAULT_HELD_AFTER
     digest_seconds: float = DEFAULT_DIGEST_SECONDS
+    flap_seconds: float = DEFAULT_FLAP_SECONDS
     targets: tuple[TargetSpec, ...] = ()
 
 
@@ -136,6 +138,7 @@ def build(section: Mapping[str, Any] | None, base: Path, environ: Mapping[str, s
     return Notify(
         held_after=float(section.get("held_after", DEFAULT_HELD_AFTER)),
         digest_seconds=float(section.get("digest_seconds", DEFAULT_DIGEST_SECONDS)),
+        flap_seconds=float(section.get("flap_seconds", DEFAULT_FLAP_SECONDS)),
         targets=targets,
     )
 
