@@ -11,6 +11,7 @@ import fastbencode
 import pytest
 
 from tests.daemon import Daemon, instance
+from tests.netns import Gateway
 from tests.qbt import Qbt
 from tests.realparts import need_program
 
@@ -49,3 +50,22 @@ def daemon(tmp_path: Path, qbt: Qbt) -> Iterator[Daemon]:
     yield runner
     if runner.alive():
         runner.stop()
+
+
+@pytest.fixture
+def two_qbts(tmp_path: Path) -> Iterator[tuple[Qbt, Qbt]]:
+    need_program("qbittorrent-nox")
+    primary = Qbt(tmp_path / "qbt-primary", host_header_validation=False)  # reached through a relay
+    secondary = Qbt(tmp_path / "qbt-secondary")
+    primary.start()
+    secondary.start()
+    yield primary, secondary
+    primary.stop()
+    secondary.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    gw = Gateway().create()
+    yield gw
+    gw.delete()

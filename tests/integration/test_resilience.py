@@ -12,8 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet
 from tests.netns import Gateway
@@ -51,25 +49,6 @@ def exactly_once_in_sent(daemon: Daemon, names: dict[str, str]) -> None:
     files = daemon.files(daemon.sent)
     assert sorted(files) == sorted(names), "every file in sent/ exactly once, under its own name"
     assert daemon.files(daemon.failed) == []
-
-
-@pytest.fixture
-def two_qbts(tmp_path: Path) -> Iterator[tuple[Qbt, Qbt]]:
-    need_program("qbittorrent-nox")
-    primary = Qbt(tmp_path / "qbt-primary", host_header_validation=False)  # reached through a relay
-    secondary = Qbt(tmp_path / "qbt-secondary")
-    primary.start()
-    secondary.start()
-    yield primary, secondary
-    primary.stop()
-    secondary.stop()
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    gw = Gateway().create()
-    yield gw
-    gw.delete()
 
 
 def test_vpn_gate_failover_hold_and_drain(
