@@ -1,0 +1,419 @@
+"""The status endpoint: a small WSGI app (health, readiness, metrics, status, add, retry, dashboard).
+
+The app talks to the daemon only through :class:`Backend`, whose calls read
+memory or write one inbox file; it never waits on a send. :class:`WebServer`
+runs it under waitress on its own thread, with small limits on connections,
+idle time and body size, so slow or hostile clients cost little.
+
+Auth: with a token configured, every path but ``/healthz`` and ``/readyz``
+needs ``Authorization: Bearer TOKEN`` (compared in constant time); the
+dashboard page also accepts ``/?token=TOKEN`` and sends the token in a header
+with its own requests. ``POST /api/add`` is refused (403) unless a token is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib.resources
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from waitress import wasyncore
+from waitress.server import TcpWSGIServer, create_server
+
+from magnetd import logs
+from magnetd.clock import now_iso
+from magnetd.model import FileKind
+from magnetd.telemetry.bodies import MAX_BODY, BadBody, check_add, retry_names
+from magnetd.telemetry.metrics import Metrics
+
+log = logs.get("magnetd.telemetry.web")
+
+HEALTHZ_FLOOR = 30.0
+"""``/healthz`` fails once the main loop has been silent this long, or 3 probe intervals if longer."""
+
+
+def healthz_limit(probe_interval: float) -> float:
+    """Seconds of main-loop silence after which ``/healthz`` answers 503."""
+    return max(HEALTHZ_FLOOR, 3 * probe_interval)
+
+
+class Backend(Protocol):
+    """What the endpoint asks of the daemon. Every call must be quick and thread-safe."""
+
+    def status(self) -> dict[str, Any]:
+        """The ``magnetd status --json`` object plus ``recent``: the last outcomes, newest first,
+        each ``{file, outcome, reason, instance, at}``."""
+
+    def heartbeat_age(self) -> float:
+        """Seconds since the main loop last ticked."""
+
+    def healthz_limit(self) -> float:
+        """Seconds of silence after which the loop counts as stuck (see :func:`healthz_limit`)."""
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether some instance could take a file now, and if not why (e.g. ``no instance is OK``)."""
+
+    def add(self, data: bytes, kind: FileKind) -> str:
+        """Write ``data`` (already checked) into the inbox as a ``kind`` file, atomically, as
+        ``magnetd add`` does; return the file's name. Raise ValueError for input it refuses."""
+
+    def retry(self, names: Sequence[str]) -> list[str]:
+        """Move these files (relative to ``failed/``; none: all) back into the inbox, as
+        ``magnetd retry`` does; return the inbox names they got."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, reason: str, detail: str = "", headers: Sequence[tuple[str, str]] = ()):
+        super().__init__(reason)
+        self.response = _json(status, {"error": reason, "detail": detail} if detail else {"error": reason})
+        self.headers = tuple(headers)
+
+
+def _json(status: int, value: Any) -> Response:
+    return Response(status, json.dumps(value, indent=1).encode("utf-8") + b"\n")
+
+
+def _text(status: int, text: str) -> Response:
+    return Response(status, text.encode("utf-8"), "text/plain; charset=utf-8")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    environ: WSGIEnvironment
+
+    def header(self, name: str) -> str:
+        return str(self.environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
+
+    def query(self, name: str) -> str | None:
+        values = parse_qs(str(self.environ.get("QUERY_STRING", "")), max_num_fields=20).get(name)
+        return values[0] if values else None
+
+    def body(self) -> bytes:
+        """The request body, or 413 above :data:`MAX_BODY` (judged by Content-Length before reading)."""
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_content_length") from None
+        if length > MAX_BODY:
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", f"bodies over {MAX_BODY} bytes")
+        data: bytes = self.environ["wsgi.input"].read(length if length > 0 else MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", f"bodies over {MAX_BODY} bytes")
+        return data
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    methods: frozenset[str]
+    handler: Handler
+    public: bool = False  # answers without the token
+    query_token: bool = False  # accepts ?token= (the dashboard page only)
+
+
+def _dashboard() -> tuple[bytes, str]:
+    """The page, and a Content-Security-Policy that allows exactly its inline script and style."""
+    page = importlib.resources.files("magnetd.telemetry").joinpath("dashboard.html").read_bytes()
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rb"<" + tag.encode() + rb">(.*?)</" + tag.encode() + rb">", page, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in blocks)
+
+    policy = (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return page, policy
+
+
+class WebApp:
+    """The WSGI application; ``token`` None means no auth (and no ``POST /api/add``)."""
+
+    def __init__(self, backend: Backend, metrics: Metrics, token: str | None) -> None:
+        self._backend = backend
+        self._metrics = metrics
+        self._token = token.encode("utf-8") if token else None
+        self._page, self._policy = _dashboard()
+        get = frozenset({"GET", "HEAD"})
+        post = frozenset({"POST"})
+        self.routes: dict[str, Route] = {
+            "/healthz": Route(get, self._healthz, public=True),
+            "/readyz": Route(get, self._readyz, public=True),
+            "/metrics": Route(get, self._scrape),
+            "/api/status": Route(get, self._status),
+            "/api/add": Route(post, self._add),
+            "/api/retry": Route(post, self._retry),
+            "/": Route(get, self._page_response, query_token=True),
+        }
+
+    # -- WSGI ------------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        request = Request(
+            str(environ.get("REQUEST_METHOD", "GET")), str(environ.get("PATH_INFO", "")), environ
+        )
+        response = self._respond(request)
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *response.headers,
+        ]
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
+        log.debug(
+            "http_request",
+            method=request.method[:16],
+            path=request.path[:200],  # PATH_INFO: never the query string
+            status=int(response.status),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return [b"" if request.method == "HEAD" else response.body]
+
+    def _respond(self, request: Request) -> Response:
+        route = self.routes.get(request.path)
+        try:
+            if route is None:
+                raise HttpError(HTTPStatus.NOT_FOUND, "not_found")
+            if request.method not in route.methods:
+                allow = ", ".join(sorted(route.methods))
+                raise HttpError(
+                    HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", headers=[("Allow", allow)]
+                )
+            if not route.public and not self._authorized(request, route.query_token):
+                raise HttpError(
+                    HTTPStatus.UNAUTHORIZED, "unauthorized", headers=[("WWW-Authenticate", "Bearer")]
+                )
+            return route.handler(request)
+        except HttpError as exc:
+            r = exc.response
+            if route is not None and route.query_token and r.status == HTTPStatus.UNAUTHORIZED:
+                r = _text(r.status, "magnetd: this dashboard needs the token: open /?token=TOKEN\n")
+            return Response(r.status, r.body, r.content_type, exc.headers)
+        except Exception as exc:  # a backend bug must not take the endpoint down
+            log.warning("http_handler_failed", path=request.path[:200], error=repr(exc))
+            return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal_error"})
+
+    def _authorized(self, request: Request, query_token: bool) -> bool:
+        if self._token is None:
+            return True
+        offered: list[str] = []
+        scheme, _, value = request.header("Authorization").partition(" ")
+        if scheme.lower() == "bearer":
+            offered.append(value.strip())
+        if query_token and (given := request.query("token")) is not None:
+            offered.append(given)
+        return any(hmac.compare_digest(o.encode("utf-8"), self._token) for o in offered)
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    def _healthz(self, request: Request) -> Response:
+        age, limit = self._backend.heartbeat_age(), self._backend.healthz_limit()
+        if age <= limit:
+            return _text(HTTPStatus.OK, "ok\n")
+        return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"stuck: the main loop has not ticked for {age:.0f}s\n")
+
+    def _readyz(self, request: Request) -> Response:
+        ready, reason = self._backend.ready()
+        if ready:
+            return _json(HTTPStatus.OK, {"ready": True})
+        return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": reason})
+
+    def _scrape(self, request: Request) -> Response:
+        body, content_type = self._metrics.exposition(request.header("Accept"))
+        return Response(HTTPStatus.OK, body, content_type)
+
+    def _status(self, request: Request) -> Response:
+        status = dict(self._backend.status())
+        status.setdefault("served_at", now_iso())
+        return _json(HTTPStatus.OK, status)
+
+    def _add(self, request: Request) -> Response:
+        if self._token is None:
+            raise HttpError(HTTPStatus.FORBIDDEN, "add_needs_token", "configure http.token_* to allow adds")
+        data = request.body()
+        try:
+            kind = check_add(data, str(request.environ.get("CONTENT_TYPE", "")))
+            name = self._backend.add(data, kind)
+        except BadBody as exc:
+            return _json(HTTPStatus.BAD_REQUEST, exc.to_dict())
+        except ValueError as exc:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": "refused", "detail": str(exc)})
+        log.info("http_add", file=name, kind=str(kind))
+        return _json(HTTPStatus.ACCEPTED, {"file": name})
+
+    def _retry(self, request: Request) -> Response:
+        try:
+            names = retry_names(request.body())
+            moved = self._backend.retry(names)
+        except BadBody as exc:
+            return _json(HTTPStatus.BAD_REQUEST, exc.to_dict())
+        except ValueError as exc:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": "refused", "detail": str(exc)})
+        log.info("http_retry", count=len(moved))
+        return _json(HTTPStatus.OK, {"retried": moved})
+
+    def _page_response(self, request: Request) -> Response:
+        headers = (
+            ("Content-Security-Policy", self._policy),
+            ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"),
+        )
+        return Response(HTTPStatus.OK, self._page, "text/html; charset=utf-8", headers)
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9187`` → ``("127.0.0.1", 9187)``; IPv6 in brackets: ``[::1]:9187``."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9187 or [::1]:9187")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)  # ValueError if not
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9187")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # another name: it may resolve anywhere
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+SERVER_LIMITS: dict[str, Any] = {
+    "threads": 3,  # handlers only read memory; more would only cost RAM
+    "connection_limit": 40,  # open sockets (the listener counts too); past it, new ones wait
+    "channel_timeout": 10,  # seconds a connection may sit idle or half-sent before it is dropped
+    "cleanup_interval": 2,  # how often idle connections are looked for
+    "max_request_header_size": 64 * 1024,
+    "max_request_body_size": MAX_BODY + 1,  # waitress refuses bodies >= this with 413
+    "asyncore_use_poll": True,
+    "ident": "magnetd",
+    "expose_tracebacks": False,
+}
+
+
+class _ToEvents(logging.Handler):
+    """Turns waitress's own log records (connection limit reached, queue depth) into events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        getattr(log, level)("http_server_message", logger=record.name, text=record.getMessage()[:500])
+
+
+def _bridge_waitress_logs() -> None:
+    logger = logging.getLogger("waitress")
+    if not any(isinstance(h, _ToEvents) for h in logger.handlers):
+        logger.addHandler(_ToEvents(logging.INFO))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+class _Waitress(Protocol):
+    """What :class:`WebServer` uses of waitress's ``TcpWSGIServer`` (its stubs miss or mistype these)."""
+
+    effective_port: int | str
+    trigger: Any  # a wasyncore dispatcher: pull_trigger(thunk) runs thunk on the loop's thread
+    _map: dict[int, Any]
+    task_dispatcher: Any
+
+    def run(self) -> None: ...
+
+
+class WebServer:
+    """Serves a WSGI app under waitress on a thread of its own; :meth:`stop` ends it promptly."""
+
+    def __init__(
+        self,
+        app: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]],
+        listen: str,
+        limits: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``listen`` is ``HOST:PORT`` (port 0: any free one); ``limits`` override :data:`SERVER_LIMITS`."""
+        self._app = app
+        self._host, self._port = parse_listen(listen)
+        self._limits = {**SERVER_LIMITS, **(limits or {})}
+        self._server: _Waitress | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one chosen by the system for ``:0``), once started."""
+        if self._server is None:
+            return self._port
+        return int(self._server.effective_port)
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def start(self) -> None:
+        """Bind (OSError if the address is taken) and serve on a daemon thread."""
+        _bridge_waitress_logs()
+        created = create_server(self._app, host=self._host, port=self._port, **self._limits)
+        assert isinstance(created, TcpWSGIServer)  # one address: one server, not a MultiSocketServer
+        server = cast(_Waitress, created)
+        self._server = server
+        self._thread = threading.Thread(target=self._run, args=(server,), name="magnetd-http", daemon=True)
+        self._thread.start()
+        log.info("http_listening", host=self._host, port=self.port)
+
+    def _run(self, server: _Waitress) -> None:
+        try:
+            server.run()
+        except Exception as exc:
+            log.error("http_server_died", error=repr(exc))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every socket, end the loop and the worker threads; idle keep-alive clients don't delay it."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._server = None
+        # close from inside the loop's own thread: nothing else touches its socket map
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(timeout)
+        if thread.is_alive():  # the loop did not answer: close from here
+            wasyncore.close_all(server._map, ignore_all=True)
+            thread.join(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)
+        log.info("http_stopped", port=server.effective_port, stuck=thread.is_alive())
