@@ -84,7 +84,9 @@ class Response:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, reason: str, detail: str = "", headers: Sequence[tuple[str, str]] = ()):
+    def __init__(
+        self, status: int, reason: str, detail: str = "", headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(reason)
         self.response = _json(status, {"error": reason, "detail": detail} if detail else {"error": reason})
         self.headers = tuple(headers)
@@ -108,7 +110,10 @@ class Request:
         return str(self.environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
 
     def query(self, name: str) -> str | None:
-        values = parse_qs(str(self.environ.get("QUERY_STRING", "")), max_num_fields=20).get(name)
+        try:
+            values = parse_qs(str(self.environ.get("QUERY_STRING", "")), max_num_fields=20).get(name)
+        except ValueError:  # too many fields
+            return None
         return values[0] if values else None
 
     def body(self) -> bytes:
@@ -152,12 +157,14 @@ def _dashboard() -> tuple[bytes, str]:
 
 
 class WebApp:
-    """The WSGI application; ``token`` None means no auth (and no ``POST /api/add``)."""
+    """The WSGI application; ``token`` None means no auth (and no ``POST /api/add``); "" is refused."""
 
     def __init__(self, backend: Backend, metrics: Metrics, token: str | None) -> None:
         self._backend = backend
         self._metrics = metrics
-        self._token = token.encode("utf-8") if token else None
+        if token is not None and not token.strip():
+            raise ValueError("the http token is empty: set one, or none at all")
+        self._token = token.encode("utf-8") if token is not None else None
         self._page, self._policy = _dashboard()
         get = frozenset({"GET", "HEAD"})
         post = frozenset({"POST"})

@@ -8,13 +8,15 @@ import socket
 import time
 from collections.abc import Iterator
 
+import fastbencode
 import pytest
 import requests
 
 from magnetd import logs
 from magnetd.model import FileKind
 from magnetd.telemetry.bodies import MAX_BODY
-from magnetd.telemetry.web import WebServer, healthz_limit, is_loopback, parse_listen
+from magnetd.telemetry.metrics import Metrics
+from magnetd.telemetry.web import WebApp, WebServer, healthz_limit, is_loopback, parse_listen
 from tests.fakes import FakeBackend
 from tests.webparts import TOKEN, base_url, serving
 
@@ -111,6 +113,12 @@ def test_without_a_token_everything_but_add_is_open(open_url: str, backend: Fake
     assert backend.added == []
 
 
+def test_an_empty_token_is_refused_rather_than_taken_for_none(backend: FakeBackend) -> None:
+    for empty in ("", " \n"):
+        with pytest.raises(ValueError, match="empty"):
+            WebApp(backend, Metrics(backend.snapshot), empty)
+
+
 # -- add, retry ------------------------------------------------------------------------------------
 
 
@@ -124,6 +132,17 @@ def test_add_takes_magnet_lines_and_queue_json(url: str, backend: FakeBackend) -
         ((MAGNET + "\n").encode(), FileKind.MAGNET),
         (json.dumps(queue).encode(), FileKind.JSON),
     ]
+
+
+def test_add_takes_a_torrent_file_by_its_content_type(url: str, backend: FakeBackend) -> None:
+    info = {b"name": b"x", b"piece length": 16384, b"pieces": b"p" * 20, b"length": 1}
+    data = fastbencode.bencode({b"info": info})
+    headers = {**AUTH, "Content-Type": "application/x-bittorrent"}
+    answer = requests.post(f"{url}/api/add", data=data, headers=headers, timeout=5)
+    assert (answer.status_code, answer.json()) == (202, {"file": "web-1.torrent"})
+    answer = requests.post(f"{url}/api/add", data=b"d4:spam", headers=headers, timeout=5)
+    assert (answer.status_code, answer.json()["error"]) == (400, "bad_torrent")
+    assert backend.added == [(data, FileKind.TORRENT)]
 
 
 def test_add_needs_the_token_and_refuses_bad_bodies_whole(url: str, backend: FakeBackend) -> None:
