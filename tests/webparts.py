@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from magnetd.telemetry.metrics import Metrics
-from magnetd.telemetry.web import WebApp, WebServer
+from magnetd.telemetry.server import WebServer
+from magnetd.telemetry.web import WebApp
 from tests.fakes import FakeBackend
 
 TOKEN = "s3cret-token-for-tests"

@@ -16,7 +16,8 @@ from magnetd import logs
 from magnetd.model import FileKind
 from magnetd.telemetry.bodies import MAX_BODY
 from magnetd.telemetry.metrics import Metrics
-from magnetd.telemetry.web import WebApp, WebServer, healthz_limit, is_loopback, parse_listen
+from magnetd.telemetry.server import WebServer, is_loopback, parse_listen
+from magnetd.telemetry.web import WebApp, healthz_limit
 from tests.fakes import FakeBackend
 from tests.webparts import TOKEN, base_url, serving
 
@@ -332,7 +333,18 @@ def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_ipv6_loopback_serves(backend: FakeBackend) -> None:
-    with serving(backend, listen="[::1]:0") as server:
-        answer = requests.get(f"http://[::1]:{server.port}/healthz", timeout=5)
+@pytest.mark.parametrize(("listen", "host"), [("[::1]:0", "[::1]"), ("localhost:0", "localhost")])
+def test_ipv6_and_host_names_serve(backend: FakeBackend, listen: str, host: str) -> None:
+    with serving(backend, listen=listen) as server:
+        answer = requests.get(f"http://{host}:{server.port}/healthz", timeout=5)
         assert answer.status_code == 200
+
+
+def test_stop_twice_is_harmless(backend: FakeBackend) -> None:
+    server = WebServer(WebApp(backend, Metrics(backend.snapshot), None), "127.0.0.1:0")
+    server.start()
+    port = server.port
+    server.stop()
+    server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
