@@ -1,4 +1,4 @@
-"""Test doubles the unit tests share: a qBittorrent client, a clock, a ping reply.
+"""Test doubles the unit tests share: a qBittorrent client, a clock, a ping reply, a web backend.
 
 :class:`FakeClient` stands where magnetd expects a
 :class:`~magnetd.delivery.qbittorrent.ClientApi`; it keeps the torrents it was
@@ -7,17 +7,22 @@ given in memory and can be told to fail, refuse, lose adds or hold them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import os
 import threading
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastbencode import bdecode, bencode
 
+from magnetd.clock import now_iso
 from magnetd.delivery.qbittorrent import AddAnswer, InstanceError
-from magnetd.model import AddOptions
+from magnetd.model import AddOptions, FileKind, GateStatus, InstanceStatus
+from magnetd.records.status import InstanceView, Snapshot
+from magnetd.telemetry.metrics import MetricsSnapshot
 
 
 class FakeClient:
@@ -116,3 +121,103 @@ class Host:
     is_alive: bool
     avg_rtt: float = 1.0
     packets_sent: int = 1
+
+
+class FakeBackend:
+    """What the status endpoint asks of the daemon, in memory; the test changes it while it serves.
+
+    Its status starts as a real :class:`~magnetd.records.status.Snapshot` of two
+    instances (``primary`` OK behind VPN gate ``10.8.0.1``, ``backup``
+    UNREACHABLE) plus ``recent``. ``failed`` names the files a retry can move;
+    ``add`` refuses bodies containing ``refuse-me`` with a ValueError.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.age = 0.0
+        self.limit = 30.0
+        self.is_ready: tuple[bool, str] = (True, "")
+        self.added: list[tuple[bytes, FileKind]] = []
+        self.failed: set[str] = {"bad link.magnet", "books/old.json"}
+        self.retried: list[list[str]] = []
+        self.metrics = MetricsSnapshot()
+        self.broken = False  # status() raises
+        snapshot = Snapshot(
+            pid=os.getpid(),
+            started_at=now_iso(),
+            probe_interval=1.0,
+            vpn={"gateway": "10.8.0.1", "status": GateStatus.UP, "detail": "", "since": now_iso()},
+            instances=[
+                InstanceView(
+                    "primary", "http://127.0.0.1:8080/", InstanceStatus.OK, since=now_iso(), requires_vpn=True
+                ),
+                InstanceView(
+                    "backup",
+                    "http://nas.lan:8080/",
+                    InstanceStatus.UNREACHABLE,
+                    detail="connection refused",
+                    since=now_iso(),
+                ),
+            ],
+            inbox=2,
+            oldest_waiting="waiting.magnet",
+            oldest_waiting_age=75.0,
+            sent=12,
+            failed=1,
+        )
+        self.state: dict[str, Any] = {**snapshot.to_dict(), "running": True, "stale": False, "recent": []}
+        self.outcome("bad link.magnet", "failed", "not_magnet", None)
+        self.outcome("ubuntu.magnet", "sent", "", "primary")
+
+    def outcome(self, file: str, outcome: str, reason: str, instance: str | None) -> None:
+        with self.lock:
+            entry = {
+                "file": file,
+                "outcome": outcome,
+                "reason": reason,
+                "instance": instance,
+                "at": now_iso(),
+            }
+            self.state["recent"].insert(0, entry)
+
+    def set_instance(self, name: str, status: str, detail: str = "") -> None:
+        with self.lock:
+            for view in self.state["instances"]:
+                if view["name"] == name:
+                    view.update(status=status, detail=detail, since=now_iso())
+            self.metrics = replace(
+                self.metrics, instances={v["name"]: v["status"] for v in self.state["instances"]}
+            )
+
+    def snapshot(self) -> MetricsSnapshot:
+        with self.lock:
+            return self.metrics
+
+    def status(self) -> dict[str, Any]:
+        if self.broken:
+            raise RuntimeError("status broke")
+        with self.lock:
+            return copy.deepcopy(self.state)
+
+    def heartbeat_age(self) -> float:
+        return self.age
+
+    def healthz_limit(self) -> float:
+        return self.limit
+
+    def ready(self) -> tuple[bool, str]:
+        return self.is_ready
+
+    def add(self, data: bytes, kind: FileKind) -> str:
+        if b"refuse-me" in data:
+            raise ValueError("the inbox is full")
+        with self.lock:
+            self.added.append((data, kind))
+            return f"web-{len(self.added)}{kind.suffix}"
+
+    def retry(self, names: Sequence[str]) -> list[str]:
+        with self.lock:
+            self.retried.append(list(names))
+            chosen = [n for n in names if n in self.failed] if names else sorted(self.failed)
+            self.failed -= set(chosen)
+            return chosen
