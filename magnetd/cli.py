@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from magnetd import config as configuration
 from magnetd.intake.magnet import parse_link
 from magnetd.model import ExitCode, Rejected
 from magnetd.records import status
-from magnetd.records.spool import ERROR_SUFFIX, count_files, free_name, fsync_dir, write_atomic
+from magnetd.records.spool import count_files, drop_file, move_back
 
 NOTIFY_TEST_TIMEOUT = 60.0  # seconds for every target, retries included (a webhook waits up to 10 s a try)
 
@@ -156,16 +154,15 @@ def show_status(cfg: configuration.Config, as_json: bool) -> int:
     snapshot = status.read(cfg.folders.state)
     if snapshot is not None:  # the folders are the record: count them now, not when last written
         snapshot.update(sent=count_files(cfg.folders.sent), failed=count_files(cfg.folders.failed))
-    if as_json:
-        if snapshot is None:
-            print(json.dumps({"running": False, "error": "no status snapshot yet"}))
-            return ExitCode.ERROR
+    if not as_json:
+        print(status.render(snapshot), end="")
+    elif snapshot is None:
+        print(json.dumps({"running": False, "error": "no status snapshot yet"}))
+    else:
         snapshot["running"] = status.is_running(snapshot)
         snapshot["stale"] = not snapshot["running"]
         print(json.dumps(snapshot, indent=2))
-        return ExitCode.OK
-    print(status.render(snapshot), end="")
-    return ExitCode.OK if snapshot is not None and status.is_running(snapshot) else ExitCode.ERROR
+    return status.verdict(snapshot)
 
 
 def add(cfg: configuration.Config, links: Sequence[str]) -> int:
@@ -186,35 +183,18 @@ def add(cfg: configuration.Config, links: Sequence[str]) -> int:
             print(f"magnetd: not added: {exc.reason}: {exc.detail}", file=sys.stderr)
             code = ExitCode.ERROR
             continue
-        temp = inbox / f".{uuid.uuid4().hex}.tmp"
-        write_atomic(temp, data)
-        target = free_name(inbox, name)
-        os.rename(temp, target)
-        print(target)
-    fsync_dir(inbox)
+        print(drop_file(inbox, name, data))
     return code
 
 
 def retry(cfg: configuration.Config, names: Sequence[str]) -> int:
     """Move files from ``failed/`` back into the inbox, dropping their ``.error.json``."""
-    failed, inbox = cfg.folders.failed, cfg.folders.inbox
-    if names:
-        chosen = [failed / n for n in names]
-    else:
-        chosen = [p for p in failed.rglob("*") if p.is_file() and not p.name.endswith(ERROR_SUFFIX)]
-    code = ExitCode.OK
-    for path in chosen:
-        if not path.is_file() or path.name.endswith(ERROR_SUFFIX):
-            print(f"magnetd: no failed file {path}", file=sys.stderr)
-            code = ExitCode.ERROR
-            continue
-        rel = path.relative_to(failed)
-        (inbox / rel.parent).mkdir(parents=True, exist_ok=True)
-        target = free_name(inbox / rel.parent, rel.name)
-        os.rename(path, target)
-        path.with_name(path.name + ERROR_SUFFIX).unlink(missing_ok=True)
-        print(target)
-    return code
+    moved, missing = move_back(cfg.folders.failed, cfg.folders.inbox, names)
+    for path in moved:
+        print(path)
+    for name in missing:
+        print(f"magnetd: no failed file {cfg.folders.failed / name}", file=sys.stderr)
+    return ExitCode.ERROR if missing else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from magnetd import passwords
 from magnetd.passwords import PASSWORD_SOURCES
 from magnetd.passwords import resolve as _resolve
 from magnetd.telemetry import settings
-from magnetd.telemetry.settings import Notify
+from magnetd.telemetry.settings import Http, Notify
 
 DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
 
@@ -131,12 +131,13 @@ class Config:
     sent_days: float | None = None
     watch: Watch = Watch()
     notify: Notify = field(default_factory=Notify)
+    http: Http | None = None
     warnings: tuple[str, ...] = ()
 
     def secrets(self) -> Iterator[str]:
         """Every secret value, for the log's redaction."""
         yield from (i.password for i in self.instances)
-        yield from settings.secrets(self.notify)
+        yield from settings.secrets(self.notify, self.http)
 
 
 def default_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -278,9 +279,11 @@ def rule_problems(
             yield from _instance_problems(inst, f"instances[{index}]", here, names, base, environ)
     if isinstance(raw.get("folders"), dict) and accepted("folders"):
         yield from _folder_problems(_folders(raw, base))
-    notify = raw.get("notify")
+    notify, http = raw.get("notify"), raw.get("http")
     if isinstance(notify, dict) and accepted("notify"):
         yield from (Problem(*found) for found in settings.problems(notify, base, environ))
+    if isinstance(http, dict) and accepted("http"):
+        yield from (Problem(*found) for found in settings.http_problems(http, base, environ))
 
 
 def _instance_problems(
@@ -402,6 +405,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
             settle_seconds=float(watch.get("settle_seconds", 1.0)),
         ),
         notify=settings.build(raw.get("notify"), base, environ),
+        http=settings.build_http(raw.get("http"), base, environ),
         warnings=tuple(_warnings(raw, path)),
     )
 

@@ -21,6 +21,15 @@ class ExitCode(IntEnum):
     CONFIG = 78  # EX_CONFIG from sysexits.h: the unit does not restart on it (RestartPreventExitStatus)
 
 
+class StatusCode(IntEnum):
+    """How ``magnetd status`` exits, as monitoring plugins do (Nagios, Icinga, Docker HEALTHCHECK)."""
+
+    OK = 0  # running, every instance OK
+    DEGRADED = 1  # running, some instance not OK, but files can be sent
+    HOLDING = 2  # running, and nothing can take files
+    NOT_RUNNING = 3  # not running, or its status is stale
+
+
 class InstanceStatus(StrEnum):
     """What an instance is doing; an HTTP answer of no other meaning is ``HTTP_<code>`` (see :meth:`http`)."""
 
@@ -68,6 +77,22 @@ class FileKind(StrEnum):
             return cls(ext.lower()) if dot else None
         except ValueError:
             return None
+
+
+class FileOutcome(StrEnum):
+    """How a file ended: the ``outcome`` label of ``magnetd_files_total``."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+class MagnetOutcome(StrEnum):
+    """How one magnet ended: the ``outcome`` label of ``magnetd_magnets_total``."""
+
+    ADDED = "added"
+    ALREADY_PRESENT = "already_present"
+    REJECTED = "rejected"
 
 
 class Arrival(StrEnum):

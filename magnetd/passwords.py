@@ -16,26 +16,34 @@ from pathlib import Path
 from typing import Any
 
 PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_credential")
+TOKEN_SOURCES = ("token", "token_file", "token_env", "token_credential")
 
-LITERAL_SECRETS = frozenset({"password", "apprise", "headers"})
+LITERAL_SECRETS = frozenset({"password", "apprise", "headers", "token"})
 """Config keys whose value is itself a secret; a new one (``token``, ``api_key``) joins by being listed."""
 
 SAFER_SOURCES = "password_file, password_env or a systemd credential (password_credential)"
 
-_HINTS = {
-    "password": f"write the WebUI password here, or better use {SAFER_SOURCES}",
-    "password_file": "create the file (mode 0600) holding only the password",
-    "password_env": (
-        "export the variable before starting magnetd; under systemd set it with EnvironmentFile=,"
-        " or use password_credential (LoadCredential=)"
-    ),
-    "password_credential": "add LoadCredential= for it to the systemd unit",
-}
-_EMPTY_HINTS = {
-    **_HINTS,
-    "password_file": "write the WebUI password into the file (one line, mode 0600)",
-    "password_credential": "write the WebUI password into the file that LoadCredential= names",
-}
+
+def sources(prefix: str) -> tuple[str, str, str, str]:
+    """The keys a secret ``prefix`` may come from: itself, ``_file``, ``_env``, ``_credential``."""
+    return (prefix, f"{prefix}_file", f"{prefix}_env", f"{prefix}_credential")
+
+
+def _hints(prefix: str, what: str) -> dict[str, str]:
+    """How to fix each source of the secret ``prefix`` (a ``what``), and (``:empty``) an empty one."""
+    literal, file, env, credential = sources(prefix)
+    safer = f"{file}, {env} or a systemd credential ({credential})"
+    return {
+        literal: f"write the {what} here, or better use {safer}",
+        file: f"create the file (mode 0600) holding only the {what}",
+        env: (
+            "export the variable before starting magnetd; under systemd set it with EnvironmentFile=,"
+            f" or use {credential} (LoadCredential=)"
+        ),
+        credential: "add LoadCredential= for it to the systemd unit",
+        f"{file}:empty": f"write the {what} into the file (one line, mode 0600)",
+        f"{credential}:empty": f"write the {what} into the file that LoadCredential= names",
+    }
 
 
 class SecretError(LookupError):
@@ -56,9 +64,9 @@ def resolve(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def source_key(inst: Mapping[str, Any]) -> str:
-    """The password source an instance uses (the first present; the rules insist on exactly one)."""
-    return next((key for key in PASSWORD_SOURCES if key in inst), "password")
+def source_key(node: Mapping[str, Any], prefix: str = "password") -> str:
+    """The source a secret comes from (the first present; the rules insist on exactly one)."""
+    return next((key for key in sources(prefix) if key in node), prefix)
 
 
 def origin(inst: Mapping[str, Any], base: Path, config: Path) -> str:
@@ -78,36 +86,47 @@ def password_file(inst: Mapping[str, Any], base: Path) -> Path | None:
 
 def read_password(inst: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> str:
     """The password; :class:`SecretError` when its source is missing or empty."""
-    key = source_key(inst)
-    if key == "password":
-        password, what = str(inst[key]), "the password"
-    elif key == "password_env":
-        name = inst[key]
+    return read_secret(inst, "password", base, environ, "WebUI password", "magnetd could never log in")
+
+
+def read_secret(
+    node: Mapping[str, Any], prefix: str, base: Path, environ: Mapping[str, str], what: str, empty: str
+) -> str:
+    """A secret from ``prefix`` or one of its sources; :class:`SecretError` when missing or empty.
+
+    ``what`` names it in hints (``WebUI password``), ``empty`` says why an empty one is wrong.
+    """
+    key, hints = source_key(node, prefix), _hints(prefix, what)
+    literal, file, env, _credential = sources(prefix)
+    if key == literal:
+        secret, where = str(node[key]), f"the {prefix}"
+    elif key == env:
+        name = node[key]
         if name not in environ:
-            raise SecretError(key, f"environment variable {name} is not set", _HINTS[key])
-        password, what = environ[name], f"environment variable {name}"
-    elif key == "password_file":
-        path = resolve(inst[key], base)
-        password, what = read_file(key, path), str(path)
+            raise SecretError(key, f"environment variable {name} is not set", hints[key])
+        secret, where = environ[name], f"environment variable {name}"
+    elif key == file:
+        path = resolve(node[key], base)
+        secret, where = read_file(key, path, hints[key]), str(path)
     else:
         directory = environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             message = "$CREDENTIALS_DIRECTORY is not set (not started by systemd?)"
-            raise SecretError(key, message, _HINTS[key])
-        path = Path(directory) / inst[key]
-        password, what = read_file(key, path), f"credential {inst[key]} ({path})"
-    if not password:
-        raise SecretError(key, f"{what} is empty: magnetd could never log in", _EMPTY_HINTS[key])
-    return password
+            raise SecretError(key, message, hints[key])
+        path = Path(directory) / node[key]
+        secret, where = read_file(key, path, hints[key]), f"credential {node[key]} ({path})"
+    if not secret:
+        raise SecretError(key, f"{where} is empty: {empty}", hints.get(f"{key}:empty", hints[key]))
+    return secret
 
 
-def read_file(key: str, path: Path) -> str:
+def read_file(key: str, path: Path, hint: str = "check the file exists and magnetd may read it") -> str:
     """A secret file's text without its line end; :class:`SecretError` naming ``key`` if unreadable."""
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SecretError(key, f"cannot read {path}: {why}", _HINTS[key]) from None
+        raise SecretError(key, f"cannot read {path}: {why}", hint) from None
 
 
 def literal_secrets(node: Any, key: str = "") -> Iterator[str]:

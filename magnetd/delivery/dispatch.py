@@ -77,6 +77,7 @@ class Dispatcher:
         courier: Courier | None = None,
         keepalive: Callable[[], None] = lambda: None,
         reconnector: Reconnector | None = None,
+        on_send: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -86,6 +87,7 @@ class Dispatcher:
         self.spool = settler.spool
         self.inbox = settler.inbox
         self.reconnector = reconnector
+        self.on_send = on_send  # seconds of each batch's add + verify, for metrics
         self.sleep = sleep
         self.courier = courier or Courier(threaded=False)
         self.keepalive = keepalive  # e.g. the systemd watchdog: a slow instance is not a hung loop
@@ -194,6 +196,8 @@ class Dispatcher:
                 flight = retry
                 continue
             settling = time.monotonic()
+            if self.on_send is not None:
+                self.on_send(verdict.add_seconds + verdict.verify_seconds)
             if self.ledger is not None:
                 self.ledger.record(inst.name, [p for p in flight.pairs if p[0].torrent_id in verdict.present])
             for job in flight.jobs:

@@ -9,15 +9,18 @@ counted, and told to the announcer.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 from magnetd import logs
+from magnetd.clock import now_iso
 from magnetd.delivery.courier import Verdict
 from magnetd.intake import items
 from magnetd.intake.inbox import Inbox, Waiting, unchanged
-from magnetd.model import AddOptions, Entry, Item, LineError
+from magnetd.model import AddOptions, Entry, FileOutcome, Item, LineError
 from magnetd.records.spool import Spool, error_record
 from magnetd.telemetry.announcer import Announcer
 from magnetd.telemetry.events import EventName
@@ -35,6 +38,9 @@ BACKOFF_MAX = 60.0
 """The longest wait between two tries of one file: long enough not to spin, short enough that a
 file fixed by hand goes out within a minute."""
 
+RECENT = 50
+"""Outcomes kept for the status endpoint and the dashboard."""
+
 log = logs.get(__name__)
 
 
@@ -51,11 +57,15 @@ class Job:
 
 @dataclass
 class Counters:
-    """Files in ``sent/`` and ``failed/``, and magnets sent since the start."""
+    """What the settler did: files in ``sent/`` and ``failed/`` (recounted from the folders),
+    totals since the start (``files``: sent/failed/partial, ``magnets``: added/rejected), and
+    the last outcomes, newest last. Written by the supervisor's thread only."""
 
     sent: int = 0
     failed: int = 0
-    magnets: int = 0
+    files: Counter[str] = field(default_factory=Counter)
+    magnets: Counter[str] = field(default_factory=Counter)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 def backoff(attempts: int) -> float:
@@ -116,10 +126,13 @@ class Settler:
         if self._unconfirmed(job, missing, verdict):
             return
         bad = sorted([*job.item.rejects, *_refusals(missing, verdict)], key=lambda r: r.line)
+        rejected = sum(1 for e in missing if e.torrent_id in verdict.refused)
         if not good:
-            self.fail(job.waiting, job.rel, _reason(bad), _detail(bad), bad, verdict.instance)
+            self.fail(
+                job.waiting, job.rel, _reason(bad), _detail(bad), bad, verdict.instance, rejected=rejected
+            )
         else:
-            self._sent(job, good, bad, verdict.instance)
+            self._sent(job, good, bad, verdict.instance, rejected)
 
     def _unconfirmed(self, job: Job, missing: Sequence[Entry], verdict: Verdict) -> bool:
         """Schedule another try if some entries were neither listed nor refused; True if so."""
@@ -139,7 +152,7 @@ class Settler:
         self.inbox.retry_later(job.waiting, backoff(job.waiting.attempts), detail)
         return True
 
-    def _sent(self, job: Job, good: list[Entry], bad: list[LineError], instance: str) -> None:
+    def _sent(self, job: Job, good: list[Entry], bad: list[LineError], instance: str, rejected: int) -> None:
         """Move a file whose ``good`` entries are listed to ``sent/`` (its ``bad`` ones to ``failed/``)."""
         try:
             if bad:
@@ -151,11 +164,9 @@ class Settler:
             return
         self.inbox.forget(job.waiting.path)
         self.counters.sent += 1
-        self.counters.magnets += len(good)
-        if self.announcer is not None:
-            self.announcer.file_outcome(EventName.FILE_SENT, str(job.rel), None, instance)
-            if bad:
-                self.announcer.file_outcome(EventName.FILE_FAILED, str(job.rel), _reason(bad), instance)
+        self.counters.magnets.update(added=len(good), rejected=rejected)
+        reason = _reason(bad) if bad else None
+        self._record(FileOutcome.PARTIAL if bad else FileOutcome.SENT, job.rel, reason, instance)
         log.info(
             "file_partial" if bad else "file_sent",
             file=str(job.rel),
@@ -185,6 +196,7 @@ class Settler:
         lines: Sequence[LineError] = (),
         instance: str | None = None,
         cause: BaseException | None = None,
+        rejected: int = 0,
     ) -> None:
         try:
             self.spool.failed(waiting.path, error_record(reason, detail, instance, lines))
@@ -193,8 +205,8 @@ class Settler:
             return
         self.inbox.forget(waiting.path)
         self.counters.failed += 1
-        if self.announcer is not None:
-            self.announcer.file_outcome(EventName.FILE_FAILED, str(rel), reason, instance)
+        self.counters.magnets.update(rejected=rejected)
+        self._record(FileOutcome.FAILED, rel, reason, instance)
         log.warning(
             "file_failed",
             file=str(rel),
@@ -205,6 +217,17 @@ class Settler:
             lines=len(lines) or None,
             exc_info=cause,
         )
+
+    def _record(self, outcome: FileOutcome, rel: PurePath, reason: str | None, instance: str | None) -> None:
+        """Count an outcome, keep it among the recent ones, and tell the announcer."""
+        self.counters.files[outcome] += 1
+        entry = {"file": str(rel), "outcome": str(outcome), "reason": reason, "instance": instance}
+        self.counters.recent.append({**entry, "at": now_iso()})
+        if self.announcer is not None:
+            if outcome != FileOutcome.FAILED:
+                self.announcer.file_outcome(EventName.FILE_SENT, str(rel), None, instance)
+            if reason is not None:
+                self.announcer.file_outcome(EventName.FILE_FAILED, str(rel), reason, instance)
 
     def move_failed(self, waiting: Waiting, rel: PurePath, exc: OSError) -> None:
         """Disk full, read-only folder, a locked file: keep it in the inbox and retry."""

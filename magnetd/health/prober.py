@@ -6,8 +6,10 @@ An instance that needs the VPN is never contacted while the gate is not up.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from magnetd import logs
 from magnetd.config import Instance
@@ -17,6 +19,8 @@ from magnetd.health.gate import VpnGate
 from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
+
+T = TypeVar("T")
 
 log = logs.get(__name__)
 
@@ -35,6 +39,7 @@ class Prober(threading.Thread):
         gate: VpnGate | None,
         interval: float,
         reconnector: Reconnector | None = None,
+        on_probe: Callable[[str, float], None] | None = None,
     ) -> None:
         super().__init__(name="magnetd-prober", daemon=True)
         self.instances = list(instances)
@@ -43,6 +48,7 @@ class Prober(threading.Thread):
         self.gate = gate
         self.interval = interval
         self.reconnector = reconnector
+        self.on_probe = on_probe  # (target, seconds) of each probe, for metrics
         self.stopped = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.instances)), thread_name_prefix="probe")
 
@@ -61,7 +67,7 @@ class Prober(threading.Thread):
 
     def round(self) -> None:
         """One health round (also called directly, before the daemon reports ready)."""
-        gate = self.gate.check() if self.gate is not None else None
+        gate = self._timed(self.gate.vpn.gateway, self.gate.check) if self.gate is not None else None
         if gate is not None:
             self.health.set_vpn(*gate)
         vpn_up = self.health.vpn_up()
@@ -78,7 +84,7 @@ class Prober(threading.Thread):
             self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, detail)
             return
         try:
-            version = self.clients[inst.name].version()
+            version = self._timed(inst.name, self.clients[inst.name].version)
         except InstanceError as exc:
             self.health.set_failure(inst.name, exc)
         except Exception as exc:
@@ -86,6 +92,14 @@ class Prober(threading.Thread):
             self.health.set_instance(inst.name, InstanceStatus.UNKNOWN, f"unexpected error: {exc!r}")
         else:
             self.health.set_instance(inst.name, InstanceStatus.OK, "", version)
+
+    def _timed(self, target: str, probe: Callable[[], T]) -> T:
+        started = time.monotonic()
+        try:
+            return probe()
+        finally:
+            if self.on_probe is not None:
+                self.on_probe(target, time.monotonic() - started)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -14,7 +14,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path, PurePath
 from typing import Any
@@ -223,6 +224,40 @@ class Spool:
         for directory in dirty:
             with contextlib.suppress(OSError):  # a vanished sub-folder has nothing left to sync
                 fsync_dir(directory)
+
+
+def drop_file(directory: Path, name: str, data: bytes) -> Path:
+    """Put ``data`` into ``directory`` as ``name`` (or a free variant) the way a careful producer
+    does: a hidden temporary file, fsynced, then renamed in; the folder is synced too."""
+    directory.mkdir(parents=True, exist_ok=True)
+    temp = directory / f".{uuid.uuid4().hex}.tmp"
+    write_atomic(temp, data)
+    target = free_name(directory, name)
+    os.rename(temp, target)
+    fsync_dir(directory)
+    return target
+
+
+def move_back(failed: Path, inbox: Path, names: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Move files of ``failed/`` (``names``, relative to it; none: all) back into the inbox,
+    dropping their ``.error.json``; returns where they went, and the names that were not there."""
+    if names:
+        chosen = [(name, failed / name) for name in names]
+    else:
+        found = sorted(p for p in failed.rglob("*") if p.is_file() and not p.name.endswith(ERROR_SUFFIX))
+        chosen = [(str(p.relative_to(failed)), p) for p in found]
+    moved, missing = [], []
+    for name, path in chosen:
+        if not path.is_file() or path.name.endswith(ERROR_SUFFIX):
+            missing.append(name)
+            continue
+        rel = path.relative_to(failed)
+        (inbox / rel.parent).mkdir(parents=True, exist_ok=True)
+        target = free_name(inbox / rel.parent, rel.name)
+        os.rename(path, target)
+        _error_file(path).unlink(missing_ok=True)
+        moved.append(target)
+    return moved, missing
 
 
 def count_files(root: Path) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from magnetd.clock import now_iso, parse_iso
-from magnetd.model import InstanceStatus
+from magnetd.model import InstanceStatus, StatusCode
 from magnetd.records.spool import write_atomic
 
 FILE_NAME = "status.json"
@@ -96,6 +96,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def verdict(snapshot: dict[str, Any] | None, now: dt.datetime | None = None) -> StatusCode:
+    """What ``magnetd status`` exits with for ``snapshot``."""
+    if snapshot is None or not is_running(snapshot, now):
+        return StatusCode.NOT_RUNNING
+    ok = [i.get("status") == InstanceStatus.OK for i in snapshot.get("instances", [])]
+    if ok and all(ok):
+        return StatusCode.OK
+    return StatusCode.DEGRADED if any(ok) else StatusCode.HOLDING
 
 
 def _age_text(seconds: float | None) -> str:

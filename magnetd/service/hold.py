@@ -13,6 +13,7 @@ import time
 from magnetd import logs
 from magnetd.delivery.settler import Counters
 from magnetd.intake.inbox import Inbox
+from magnetd.model import MagnetOutcome
 from magnetd.telemetry.announcer import Announcer
 
 log = logs.get(__name__)
@@ -41,12 +42,16 @@ class Hold:
         """An instance takes files again."""
         if self.active:
             log.info("drain_started", files=len(self.inbox))
-            self._drained_from = (self.counters.sent + self.counters.failed, self.counters.magnets)
+            self._drained_from = (self._files(), self.counters.magnets[MagnetOutcome.ADDED])
         self.active = False
 
     def clear(self) -> None:
         """Nothing waits any more (the held files went elsewhere, or were removed)."""
         self.active = False
+
+    def _files(self) -> int:
+        """Files settled since the start (a partial one counts once)."""
+        return sum(self.counters.files.values())
 
     def tell(self) -> None:
         """Called every tick: ``held_too_long`` while it lasts, ``drained`` once after it."""
@@ -56,6 +61,7 @@ class Hold:
                 self.announcer.still_holding(len(self.inbox), time.time() - oldest.first_seen_wall)
         elif self._drained_from is not None and not self.inbox.due():
             files, magnets = self._drained_from
-            done = self.counters.sent + self.counters.failed - files
-            self.announcer.drained(done, self.counters.magnets - magnets)
+            self.announcer.drained(
+                self._files() - files, self.counters.magnets[MagnetOutcome.ADDED] - magnets
+            )
             self._drained_from = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from magnetd.config import Config
 from magnetd.delivery.courier import Courier
@@ -24,6 +25,9 @@ from magnetd.intake.inbox import Inbox
 from magnetd.records.spool import Spool
 from magnetd.telemetry.announcer import Announcer
 
+if TYPE_CHECKING:
+    from magnetd.telemetry.metrics import Metrics
+
 
 class Parts:
     """The daemon's working parts for one config."""
@@ -36,8 +40,10 @@ class Parts:
         announcer: Announcer,
         wake: Callable[[], None],
         keepalive: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.clients = {
             i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
             for i in config.instances
@@ -60,11 +66,15 @@ class Parts:
             courier=self.courier,
             keepalive=keepalive,
             reconnector=self.reconnector,
+            on_send=metrics.observe_send if metrics is not None else None,
         )
 
     def _prober(self) -> Prober:
         c = self.config
-        return Prober(c.instances, self.clients, self.health, self.gate, c.probe_interval, self.reconnector)
+        on_probe = self.metrics.observe_probe if self.metrics is not None else None
+        return Prober(
+            c.instances, self.clients, self.health, self.gate, c.probe_interval, self.reconnector, on_probe
+        )
 
     def restart_prober(self) -> None:
         self.prober = self._prober()

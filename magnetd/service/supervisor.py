@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magnetd import logs
 from magnetd.clock import now_iso
@@ -27,6 +27,9 @@ from magnetd.service.filewatch import ConfigWatch
 from magnetd.service.hold import Hold
 from magnetd.service.parts import Parts
 from magnetd.service.systemd import Notifier
+
+if TYPE_CHECKING:
+    from magnetd.service.portal import Portal
 from magnetd.telemetry.notices import Notices
 
 WAKE = object()
@@ -49,6 +52,9 @@ class Supervisor:
         self.inbox = Inbox(config.folders.inbox)
         self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
         self.notices = Notices(config.notify)
+        self.latest: dict[str, Any] = {}  # the last status snapshot, for the status endpoint
+        self.heartbeat = time.monotonic()  # when the loop last went round, for /healthz
+        self.portal = _portal(self, config)
         self.parts = self._parts(config)
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -60,7 +66,10 @@ class Supervisor:
         self.hold = Hold(self.inbox, self.counters, self.notices.announcer)
 
     def _parts(self, config: Config) -> Parts:
-        return Parts(config, self.inbox, self.counters, self.notices.announcer, self.wake, self._keepalive)
+        metrics = self.portal.metrics if self.portal is not None else None
+        return Parts(
+            config, self.inbox, self.counters, self.notices.announcer, self.wake, self._keepalive, metrics
+        )
 
     # -- called from other threads or signal handlers: set a flag, wake the loop ------------
 
@@ -115,6 +124,9 @@ class Supervisor:
         self.parts.prober.round()
         self.parts.prober.start()
         self._rescan()
+        self._snapshot()
+        if self.portal is not None:
+            self.portal.start()
         log.info(
             "daemon_started",
             config=str(cfg.path),
@@ -191,7 +203,7 @@ class Supervisor:
             self.parts.restart_prober()
 
     def _tick(self) -> None:
-        now = time.monotonic()
+        now = self.heartbeat = time.monotonic()
         if now >= self._next_rescan:
             self._rescan()
         if now >= self._next_prune:
@@ -334,10 +346,9 @@ class Supervisor:
         )
 
     def _snapshot(self) -> None:
-        try:
-            status.write(self.config.folders.state, self.snapshot())
-        except OSError as exc:
-            log.error("status_write_failed", error=str(exc), state=str(self.config.folders.state))
+        snap = self.snapshot()
+        self.latest = snap.to_dict()
+        self._write(snap)
         self.notifier.status(self._status_line())
         self._next_snapshot = time.monotonic() + min(self.config.probe_interval, IDLE_TICK)
 
@@ -365,6 +376,7 @@ class Supervisor:
             log.warning("config_warning", detail=warning)
         logs.register_secrets(config.secrets())
         self.notices.reconfigure(config.notify)
+        self._reconfigure_portal(config)
         self.parts.close()
         if config.folders != self.config.folders:
             self.watcher.stop()
@@ -381,8 +393,20 @@ class Supervisor:
         log.info("config_reloaded", config=str(config.path), **why)
         self.notifier.ready(self._status_line())
 
+    def _reconfigure_portal(self, config: Config) -> None:
+        if self.portal is not None and config.http is not None:
+            self.portal.reconfigure(config.http)
+            return
+        if self.portal is not None:
+            self.portal.stop()
+        self.portal = _portal(self, config)
+        if self.portal is not None:
+            self.portal.start()
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        if self.portal is not None:
+            self.portal.stop()
         self.watcher.stop()
         self.parts.close()
         self.parts.spool.flush()
@@ -395,7 +419,19 @@ class Supervisor:
     def _snapshot_final(self) -> None:
         snap = self.snapshot()
         snap.pid = 0  # nobody runs any more: `magnetd status` says so at once
+        self._write(snap)
+
+    def _write(self, snap: status.Snapshot) -> None:
         try:
             status.write(self.config.folders.state, snap)
         except OSError as exc:
-            log.error("status_write_failed", error=str(exc))
+            log.error("status_write_failed", error=str(exc), state=str(self.config.folders.state))
+
+
+def _portal(supervisor: Supervisor, config: Config) -> Portal | None:
+    """The status endpoint, when ``http`` is configured (its server and metrics load only then)."""
+    if config.http is None:
+        return None
+    from magnetd.service.portal import Portal
+
+    return Portal(supervisor, config.http)

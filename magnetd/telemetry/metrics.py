@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Histogram, Info
@@ -23,24 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from magnetd import __version__
-from magnetd.model import InstanceStatus
-
-
-class FileOutcome(StrEnum):
-    """How a file ended: the ``outcome`` label of ``magnetd_files_total``."""
-
-    SENT = "sent"
-    FAILED = "failed"
-    PARTIAL = "partial"
-
-
-class MagnetOutcome(StrEnum):
-    """How one magnet ended: the ``outcome`` label of ``magnetd_magnets_total``."""
-
-    ADDED = "added"
-    ALREADY_PRESENT = "already_present"
-    REJECTED = "rejected"
-
+from magnetd.model import FileOutcome, InstanceStatus, MagnetOutcome
 
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds for the add + verify of one batch: tens of milliseconds on a LAN, up to a minute when slow."""

@@ -1,4 +1,4 @@
-"""The ``notify`` section of the config: its rules, and the targets built from it.
+"""The ``notify`` and ``http`` sections of the config: their rules, and what is built from them.
 
 Works on the parsed YAML after the schema accepted the section's types, as
 :mod:`magnetd.config`'s own rules do; problems come back as ``(key, message,
@@ -12,17 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from magnetd.passwords import SecretError, read_file, resolve
+from magnetd.passwords import TOKEN_SOURCES, SecretError, read_file, read_secret, resolve
+from magnetd.telemetry.address import is_loopback, parse_listen
 from magnetd.telemetry.events import EventName
 from magnetd.telemetry.targets import TargetSpec, apprise_problem
 
 KINDS = ("apprise", "apprise_env", "apprise_file", "webhook", "command")
-SECRET_SOURCES = ("apprise", "apprise_env", "apprise_file", "headers_env")
+SECRET_SOURCES = ("apprise", "apprise_env", "apprise_file", "headers_env", *TOKEN_SOURCES)
 """Keys whose problems are about secrets (not checked by commands that send nothing)."""
 DEFAULT_HELD_AFTER = 600.0
 DEFAULT_DIGEST_SECONDS = 30.0
@@ -38,6 +39,52 @@ class Notify:
     digest_seconds: float = DEFAULT_DIGEST_SECONDS
     flap_seconds: float = DEFAULT_FLAP_SECONDS
     targets: tuple[TargetSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Http:
+    listen: str
+    token: str | None = field(default=None, repr=False)
+
+
+def http_problems(
+    section: Mapping[str, Any], base: Path, environ: Mapping[str, str] | None
+) -> Iterator[Found]:
+    """Every problem of the ``http`` section; the token is read only with ``environ``."""
+    try:
+        host, _port = parse_listen(str(section["listen"]))
+    except ValueError as exc:
+        yield "http.listen", str(exc), "e.g. 127.0.0.1:9187"
+        return
+    given = [key for key in TOKEN_SOURCES if key in section]
+    if len(given) > 1:
+        yield (
+            "http.token",
+            f"{', '.join(given)} are all set",
+            "set one of token, token_file, token_env, token_credential",
+        )
+    elif not given and not is_loopback(host):
+        hint = "set token_env (or token_file, token_credential), or listen on 127.0.0.1"
+        yield "http.listen", f"{host} is reachable from other machines, so a token is required", hint
+    elif given and environ is not None:
+        try:
+            _token(section, base, environ)
+        except SecretError as exc:
+            yield f"http.{exc.key}", exc.message, exc.hint
+
+
+def _token(section: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> str:
+    return read_secret(section, "token", base, environ, "HTTP token", "every request would be refused")
+
+
+def build_http(
+    section: Mapping[str, Any] | None, base: Path, environ: Mapping[str, str] | None
+) -> Http | None:
+    """The endpoint's settings, or None without the section (or for commands that serve nothing)."""
+    if not section or environ is None:
+        return None
+    token = _token(section, base, environ) if any(k in section for k in TOKEN_SOURCES) else None
+    return Http(listen=str(section["listen"]), token=token)
 
 
 def problems(section: Mapping[str, Any], base: Path, environ: Mapping[str, str] | None) -> Iterator[Found]:
@@ -158,8 +205,10 @@ def _spec(target: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> 
     )
 
 
-def secrets(notify: Notify) -> Iterator[str]:
-    """The secret values of the targets, for the log's redaction."""
+def secrets(notify: Notify, http: Http | None) -> Iterator[str]:
+    """The secret values of the targets and the endpoint, for the log's redaction."""
+    if http is not None and http.token:
+        yield http.token
     for spec in notify.targets:
         if spec.apprise:
             yield spec.apprise

@@ -11,7 +11,7 @@ import pytest
 
 from magnetd import config
 from magnetd.cli import main
-from magnetd.model import ExitCode
+from magnetd.model import ExitCode, StatusCode
 
 GOOD = """
 folders: {inbox: ./in, sent: ./out/sent, failed: ./out/failed}
@@ -145,7 +145,9 @@ def test_folder_commands_do_not_need_the_password(tmp_path: Path, capsys: pytest
     path = write(tmp_path, GOOD)
     cfg = config.load(path, {}, secrets=False)
     assert cfg.instances[0].password == ""
-    assert main(["status", "--config", str(path)]) == 1  # no snapshot yet: says so, needs no secret
+    assert (
+        main(["status", "--config", str(path)]) == StatusCode.NOT_RUNNING
+    )  # no snapshot: says so, no secret
     assert "has not written a status" in capsys.readouterr().out
     assert main(["add", "--config", str(path), "a" * 40]) == 0
     assert len(list((tmp_path / "in").glob("*.magnet"))) == 1

@@ -145,10 +145,10 @@ def test_no_mode_check_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_literal_secret_keys_are_one_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = {"instances": [{"password": "p"}, {"password": ""}], "notify": {"token": "t", "url": "x"}}
-    assert list(passwords.literal_secrets(raw)) == ["instances[0].password"]
-    monkeypatch.setattr(passwords, "LITERAL_SECRETS", frozenset({"password", "token"}))
-    assert list(passwords.literal_secrets(raw)) == ["instances[0].password", "notify.token"]
+    raw = {"instances": [{"password": "p"}, {"password": ""}], "http": {"token": "t", "api_key": "x"}}
+    assert list(passwords.literal_secrets(raw)) == ["instances[0].password", "http.token"]
+    monkeypatch.setattr(passwords, "LITERAL_SECRETS", frozenset({"password", "token", "api_key"}))
+    assert list(passwords.literal_secrets(raw)) == ["instances[0].password", "http.token", "http.api_key"]
 
 
 # --- rule checks read only what the schema accepted --------------------------------------

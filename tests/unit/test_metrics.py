@@ -7,8 +7,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from magnetd import __version__
-from magnetd.model import InstanceStatus
-from magnetd.telemetry.metrics import FileOutcome, MagnetOutcome, Metrics, MetricsSnapshot
+from magnetd.model import FileOutcome, InstanceStatus, MagnetOutcome
+from magnetd.telemetry.metrics import Metrics, MetricsSnapshot
 from tests.fakes import FakeBackend
 from tests.webparts import TOKEN, base_url, serving
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from magnetd.config import Folders
-from magnetd.model import LineError
+from magnetd.model import LineError, StatusCode
 from magnetd.records import spool as spool_module
 from magnetd.records import status
 from magnetd.records.spool import Spool, error_record, free_name, prune
@@ -132,3 +132,24 @@ def test_notifier_speaks_to_abstract_sockets_and_paces_the_watchdog() -> None:
         assert server.recv(1024) == b"WATCHDOG=1"
     assert not Notifier({}).send("READY=1")
     assert Notifier({"WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}).watchdog_interval is None
+
+
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        (["OK", "OK"], StatusCode.OK),
+        (["OK", "VPN_DOWN"], StatusCode.DEGRADED),
+        (["UNREACHABLE", "AUTH_FAILED"], StatusCode.HOLDING),
+    ],
+)
+def test_status_exits_like_a_monitoring_plugin(statuses: list[str], code: StatusCode) -> None:
+    snapshot = {
+        "pid": os.getpid(),
+        "probe_interval": 10,
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "instances": [{"name": f"i{n}", "status": s} for n, s in enumerate(statuses)],
+    }
+    assert status.verdict(snapshot) == code
+    assert status.verdict({**snapshot, "updated_at": "2020-01-01T00:00:00Z"}) == StatusCode.NOT_RUNNING
+    assert status.verdict({**snapshot, "pid": 0}) == StatusCode.NOT_RUNNING
+    assert status.verdict(None) == StatusCode.NOT_RUNNING

@@ -14,9 +14,10 @@ import requests
 
 from magnetd import logs
 from magnetd.model import FileKind
+from magnetd.telemetry.address import is_loopback, parse_listen
 from magnetd.telemetry.bodies import MAX_BODY
 from magnetd.telemetry.metrics import Metrics
-from magnetd.telemetry.server import WebServer, is_loopback, parse_listen
+from magnetd.telemetry.server import WebServer
 from magnetd.telemetry.web import WebApp, healthz_limit
 from tests.fakes import FakeBackend
 from tests.webparts import TOKEN, base_url, serving
