@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from magnetd import config, passwords
 from magnetd.cli import main
-from magnetd.model import ExitCode
+from magnetd.model import ExitCode, StatusCode
 
 FOLDERS = {"inbox": "./in", "sent": "./sent", "failed": "./failed"}
 
@@ -100,7 +100,7 @@ def test_run_refuses_every_empty_source_at_once(
     assert "instances[0].password_env: environment variable MAGNETD_EMPTY_PW is empty" in err
     assert f"instances[1].password_file: {tmp_path / 'pw'} is empty" in err
     assert main(["check-config", "--config", str(path)]) == ExitCode.CONFIG
-    assert main(["status", "--config", str(path)]) == ExitCode.ERROR  # folder commands need no password
+    assert main(["status", "--config", str(path)]) == StatusCode.NOT_RUNNING  # folder commands: no password
 
 
 # --- secrets other users can read ------------------------------------------------------
