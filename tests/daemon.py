@@ -171,6 +171,11 @@ class Daemon:
                 found.append(event)
         return found
 
+    def endpoint(self) -> str:
+        """The status endpoint's base URL, once it listens (``http.listen`` may give port 0)."""
+        listening = wait_for(lambda: self.events("http_listening"), 10, "the endpoint to listen")
+        return f"http://127.0.0.1:{listening[-1]['port']}"
+
     def status(self) -> dict[str, Any]:
         result = self.command("status", "--json")
         data: dict[str, Any] = json.loads(result.stdout)

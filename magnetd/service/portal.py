@@ -47,7 +47,6 @@ class Portal:
             log.error("http_failed", listen=self.http.listen, error=exc.strerror or str(exc))
             return
         self.server = server
-        log.info("http_listening", listen=self.http.listen, port=server.port)
 
     def stop(self) -> None:
         server, self.server = self.server, None

@@ -69,3 +69,13 @@ def gateway() -> Iterator[Gateway]:
     gw = Gateway().create()
     yield gw
     gw.delete()
+
+
+@pytest.fixture
+def own_qbt(tmp_path: Path) -> Iterator[Qbt]:
+    """A qbittorrent-nox of the test's own, which it may stop and start."""
+    need_program("qbittorrent-nox")
+    server = Qbt(tmp_path / "own-qbt")
+    server.start()
+    yield server
+    server.stop()

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from magnetd.model import InstanceStatus
+from tests.daemon import drop
 from tests.fakes import FakeBackend
+from tests.qbt import Qbt
 from tests.realparts import missing, need_program
 from tests.webparts import TOKEN, base_url, serving
 
@@ -137,3 +139,27 @@ def test_dashboard_says_when_magnetd_is_gone_or_the_token_is_refused(browser: Br
     with serving(backend, listen=f"127.0.0.1:{port}"):
         expect(banner).to_be_hidden(timeout=WAIT_MS)
     page.close()
+
+
+def test_dashboard_of_a_real_daemon_sees_its_instance_stop(
+    browser: Browser, tmp_path: Path, own_qbt: Qbt
+) -> None:
+    """The page over a real daemon and a real qbittorrent-nox: it updates when the instance stops."""
+    from playwright.sync_api import expect
+
+    from tests.integration.test_endpoint import TOKEN as DAEMON_TOKEN
+    from tests.integration.test_endpoint import serving_daemon
+
+    daemon, base = serving_daemon(tmp_path / "magnetd", own_qbt)
+    with daemon:
+        drop(daemon.inbox, "junk.magnet", "not a magnet\n")
+        page = browser.new_page()
+        page.goto(f"{base}/?token={DAEMON_TOKEN}")
+        expect(page.locator(badge("local"))).to_have_text("\u2713 OK", timeout=WAIT_MS)
+        expect(page.locator('[data-file="junk.magnet"]')).to_contain_text(
+            "reason: not_magnet", timeout=WAIT_MS
+        )
+        own_qbt.stop()
+        expect(page.locator(badge("local"))).to_have_text("\u2717 UNREACHABLE", timeout=WAIT_MS)
+        expect(page.locator('[data-instance="local"]')).to_contain_text("connection refused")
+        page.close()
