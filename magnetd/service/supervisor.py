@@ -10,14 +10,13 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from magnetd import logs
 from magnetd.clock import now_iso
 from magnetd.config import Config, ConfigError, load
-from magnetd.delivery.dispatch import Counters, Flight, Job
+from magnetd.delivery.dispatch import Counters
 from magnetd.intake.inbox import Inbox
 from magnetd.intake.watcher import Watcher, scan
 from magnetd.model import Arrival, Seen
@@ -26,6 +25,7 @@ from magnetd.records.spool import count_files, ensure_folders, prune
 from magnetd.service.filewatch import ConfigWatch
 from magnetd.service.hold import Hold
 from magnetd.service.parts import Parts
+from magnetd.service.pipeline import Pipeline
 from magnetd.service.systemd import Notifier
 
 if TYPE_CHECKING:
@@ -35,8 +35,6 @@ from magnetd.telemetry.notices import Notices
 WAKE = object()
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads (a dead one is restarted)
 PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/: retention is in days, a walk costs
-IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next and settles others
-BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
 
 log = logs.get(__name__)
 
@@ -243,8 +241,7 @@ class Supervisor:
     def _drain(self) -> None:
         """Send every due file, oldest first, batch by batch, while an instance takes them.
 
-        Up to ``IN_FLIGHT`` batches are with the courier at once; each is landed
-        (its files moved) in order, and all of them before this returns.
+        See :class:`~magnetd.service.pipeline.Pipeline`.
         """
         if not self.parts.dispatcher.candidates():
             if len(self.inbox):
@@ -253,56 +250,9 @@ class Supervisor:
                 self.hold.clear()
             return
         self.hold.end()
-        flights: deque[Flight] = deque()
-        try:
-            self._launch_due(flights)
-        finally:
-            while flights:
-                self._land(flights.popleft())
-            self.parts.spool.flush()  # files that failed while being read
+        Pipeline(self.parts, self.inbox, self.hold, self._stop.is_set, self._hold, self._landed).run()
 
-    def _launch_due(self, flights: deque[Flight]) -> None:
-        dispatcher = self.parts.dispatcher
-        batch: list[Job] = []
-        entries = size = 0
-        for waiting in self.inbox.due():
-            if self._stop.is_set() or self.hold.active:
-                return
-            job = dispatcher.load(waiting)
-            if job is None:
-                continue
-            batch.append(job)
-            entries += len(job.item.entries)
-            size += len(job.data)
-            if entries >= self.config.batch_size or size >= BATCH_BYTES:
-                self._launch(batch, flights)
-                batch, entries, size = [], 0, 0
-        if batch and not self.hold.active:
-            self._launch(batch, flights)
-
-    def _launch(self, batch: list[Job], flights: deque[Flight]) -> None:
-        """Hand ``batch`` over, then land every flight that is done or one too many."""
-        try:
-            flight = self.parts.dispatcher.launch(batch)
-        except Exception as exc:
-            self._batch_error(batch, exc)
-            return
-        if flight is None:
-            self._hold()
-            return
-        flights.append(flight)
-        while flights and (len(flights) >= IN_FLIGHT or flights[0].verdict.done()):
-            self._land(flights.popleft())
-
-    def _land(self, flight: Flight) -> None:
-        try:
-            landed = self.parts.dispatcher.land(flight)
-        except Exception as exc:
-            self._batch_error(flight.jobs, exc)
-            landed = True
-        self.parts.spool.flush()
-        if not landed:
-            self._hold()
+    def _landed(self) -> None:
         now = time.monotonic()
         self.notifier.watchdog(now)
         if now >= self._next_snapshot:
@@ -313,12 +263,6 @@ class Supervisor:
         reconnecting = reconnector is not None and reconnector.holding()
         reason = "waiting for the VPN to reconnect" if reconnecting else "no healthy instance"
         self.hold.start(reason, self.parts.health.summary())
-
-    def _batch_error(self, batch: Sequence[Job], exc: Exception) -> None:
-        log.error("batch_error", error=repr(exc), files=len(batch), exc_info=exc)
-        for job in batch:
-            if job.waiting.path.exists():
-                self.parts.settler.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
 
     # -- status, reload, shutdown ------------------------------------------------------------
 
