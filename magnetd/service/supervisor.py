@@ -122,7 +122,7 @@ class Supervisor:
         self.parts.prober.round()
         self.parts.prober.start()
         self._rescan()
-        self._snapshot()
+        self.latest = self.snapshot().to_dict()  # for the endpoint until the first tick writes one
         if self.portal is not None:
             self.portal.start()
         log.info(

@@ -192,7 +192,7 @@ def only_files_held(daemon: Daemon, files: int) -> None:
     time.sleep(1.5)  # batches still with the courier fail over too: give them time to log
     held = daemon.events("files_held")
     assert [e["files"] for e in held] == [files], held
-    assert held[0]["reason"] == "no healthy instance" and held[0]["logger"] == "magnetd.service.supervisor"
+    assert held[0]["reason"] == "no healthy instance" and held[0]["logger"] == "magnetd.service.hold"
     assert len(daemon.files(daemon.inbox)) == files and daemon.files(daemon.failed) == []
 
 
