@@ -27,14 +27,17 @@ import requests
 from magnetd.delivery.transport import Endpoint, describe
 from magnetd.model import AddOptions
 
-PRESENT_SLICE = 1000  # hashes per torrents/info call when verifying
+PRESENT_SLICE = 1000
+"""Hashes per ``torrents/info`` call when verifying: qBittorrent's cost is per torrent listed
+either way, and a slice's answer (~1 KB per torrent) is dropped before the next is asked."""
 BACKOFF_FIRST = 600.0
-"""Seconds to wait after the first refused login."""
+"""Seconds to wait after the first refused login: qBittorrent bans an address after 5 failures
+in a row (for an hour, by default), and a ban locks out the user's own browser too."""
 BACKOFF_MAX = 24 * 3600.0
-"""The longest wait between two login attempts."""
+"""The longest wait between two login attempts (the wait doubles from ``BACKOFF_FIRST``)."""
 
-_BODY_EXCERPT = 200
-_ADD_STATUSES = (200, 202, 204, 409, 415)
+_BODY_EXCERPT = 200  # characters of an unexpected answer kept in a detail: enough to recognise it
+_ADD_STATUSES = (200, 202, 204, 409, 415)  # torrents/add answers read by _add_answer (409, 415: 5.2+)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 Form = dict[str, str]
