@@ -20,7 +20,7 @@ from magnetd.clock import now_iso
 from magnetd.delivery.courier import Verdict
 from magnetd.intake import items
 from magnetd.intake.inbox import Inbox, Waiting, unchanged
-from magnetd.model import AddOptions, Entry, FileOutcome, Item, LineError
+from magnetd.model import AddOptions, Entry, FileOutcome, Item, LineError, MagnetOutcome
 from magnetd.records.spool import Spool, error_record
 from magnetd.telemetry.announcer import Announcer
 from magnetd.telemetry.events import EventName
@@ -59,12 +59,13 @@ class Job:
 class Counters:
     """What the settler did: files in ``sent/`` and ``failed/`` (recounted from the folders),
     totals since the start (``files``: sent/failed/partial, ``magnets``: added/rejected), and
-    the last outcomes, newest last. Written by the supervisor's thread only."""
+    the last outcomes, newest last. Written by the supervisor's thread only; every key is
+    there from the start, so that the endpoint's threads can copy them at any time."""
 
     sent: int = 0
     failed: int = 0
-    files: Counter[str] = field(default_factory=Counter)
-    magnets: Counter[str] = field(default_factory=Counter)
+    files: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(FileOutcome, 0)))
+    magnets: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(MagnetOutcome, 0)))
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
