@@ -49,6 +49,10 @@ class Hold:
         """Nothing waits any more (the held files went elsewhere, or were removed)."""
         self.active = False
 
+    def _anything_due(self) -> bool:
+        due = self.inbox.next_due()
+        return due is not None and due <= time.monotonic()
+
     def _files(self) -> int:
         """Files settled since the start (a partial one counts once)."""
         return sum(self.counters.files.values())
@@ -59,7 +63,7 @@ class Hold:
             oldest = self.inbox.oldest()
             if oldest is not None:
                 self.announcer.still_holding(len(self.inbox), time.time() - oldest.first_seen_wall)
-        elif self._drained_from is not None and not self.inbox.due():
+        elif self._drained_from is not None and not self._anything_due():
             files, magnets = self._drained_from
             self.announcer.drained(
                 self._files() - files, self.counters.magnets[MagnetOutcome.ADDED] - magnets

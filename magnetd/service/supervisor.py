@@ -243,11 +243,14 @@ class Supervisor:
 
         See :class:`~magnetd.service.pipeline.Pipeline`.
         """
+        due = self.inbox.next_due()
+        if due is None:
+            self.hold.clear()
+            return
+        if due > time.monotonic():  # nothing to send yet: no VPN re-check, no batch
+            return
         if not self.parts.dispatcher.candidates():
-            if len(self.inbox):
-                self._hold()
-            else:
-                self.hold.clear()
+            self._hold()
             return
         self.hold.end()
         Pipeline(self.parts, self.inbox, self.hold, self._stop.is_set, self._hold, self._landed).run()
