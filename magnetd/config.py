@@ -24,7 +24,6 @@ import yaml
 
 from magnetd import passwords
 from magnetd.intake import options
-from magnetd.intake.links import FetchLimits, fetch_limits
 from magnetd.model import AddOptions
 from magnetd.passwords import PASSWORD_SOURCES
 from magnetd.passwords import resolve as _resolve
@@ -126,7 +125,6 @@ class Config:
     vpn: Vpn | None = None
     defaults: AddOptions = field(default_factory=AddOptions)
     folder_options: Mapping[str, AddOptions] = field(default_factory=dict)
-    fetch: FetchLimits = field(default_factory=FetchLimits)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     batch_size: int = 1000
     sent_days: float | None = None
@@ -395,7 +393,6 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         folder_options={
             str(k).strip("/"): options.build(v) for k, v in (raw["folders"].get("options") or {}).items()
         },
-        fetch=fetch_limits(limits),
         max_file_bytes=int(limits.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
         batch_size=int(limits.get("batch_size", 1000)),
         sent_days=(raw.get("retention") or {}).get("sent_days"),
