@@ -23,6 +23,8 @@ import jsonschema
 import yaml
 
 from magnetd import passwords
+from magnetd.intake import options
+from magnetd.model import AddOptions
 from magnetd.passwords import PASSWORD_SOURCES
 from magnetd.passwords import resolve as _resolve
 from magnetd.telemetry import settings
@@ -95,12 +97,8 @@ class Instance:
     timeout: float = 10.0
 
 
-@dataclass(frozen=True)
-class Defaults:
-    category: str | None = None
-    savepath: str | None = None
-    tags: tuple[str, ...] = ()
-    paused: bool | None = None
+Defaults = AddOptions
+"""``defaults``: options for every add (see :mod:`magnetd.intake.options`)."""
 
 
 class Polling(StrEnum):
@@ -125,7 +123,8 @@ class Config:
     instances: tuple[Instance, ...]
     probe_interval: float = 10.0
     vpn: Vpn | None = None
-    defaults: Defaults = Defaults()
+    defaults: AddOptions = field(default_factory=AddOptions)
+    folder_options: Mapping[str, AddOptions] = field(default_factory=dict)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     batch_size: int = 1000
     sent_days: float | None = None
@@ -390,12 +389,10 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         instances=tuple(instances),
         probe_interval=float(raw.get("probe_interval", 10.0)),
         vpn=_vpn(vpn) if vpn else None,
-        defaults=Defaults(
-            category=defaults.get("category"),
-            savepath=defaults.get("savepath"),
-            tags=tuple(defaults.get("tags", ())),
-            paused=defaults.get("paused"),
-        ),
+        defaults=options.build(defaults),
+        folder_options={
+            str(k).strip("/"): options.build(v) for k, v in (raw["folders"].get("options") or {}).items()
+        },
         max_file_bytes=int(limits.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
         batch_size=int(limits.get("batch_size", 1000)),
         sent_days=(raw.get("retention") or {}).get("sent_days"),

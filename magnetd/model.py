@@ -7,7 +7,7 @@ and be used as dictionary keys without surprises.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum, StrEnum
 from pathlib import Path
 
@@ -167,21 +167,32 @@ class Entry:
 
 @dataclass(frozen=True)
 class AddOptions:
-    """Options for ``torrents/add``; ``None`` means "not set here"."""
+    """Options for ``torrents/add``; ``None`` means "not set here".
+
+    The names are magnetd's config keys; :func:`magnetd.delivery.qbittorrent.options_form`
+    maps them to qBittorrent's form fields.
+    """
 
     category: str | None = None
     savepath: str | None = None
     tags: tuple[str, ...] | None = None
     paused: bool | None = None
+    skip_checking: bool | None = None
+    sequential: bool | None = None
+    first_last_piece: bool | None = None
+    content_layout: str | None = None  # Original, Subfolder, NoSubfolder
+    auto_tmm: bool | None = None
+    rename: str | None = None
+    ratio_limit: float | None = None  # -2: the global limit, -1: none
+    seeding_time_limit: int | None = None  # minutes; -2: the global limit, -1: none
+    up_limit: int | None = None  # bytes/s; 0: unlimited
+    dl_limit: int | None = None  # bytes/s; 0: unlimited
+    stop_condition: str | None = None  # None, MetadataReceived, FilesChecked
 
     def over(self, base: AddOptions) -> AddOptions:
         """These options, with every unset one taken from ``base``."""
-        return AddOptions(
-            category=self.category if self.category is not None else base.category,
-            savepath=self.savepath if self.savepath is not None else base.savepath,
-            tags=self.tags if self.tags is not None else base.tags,
-            paused=self.paused if self.paused is not None else base.paused,
-        )
+        mine = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return replace(base, **mine)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ class FakeClient:
         return answer
 
     def present(self, ids: Collection[str]) -> set[str]:
+        if self.gate is not None:  # the look before the add waits too: it is part of the exchange
+            assert self.gate.wait(10), "the test never opened the gate"
         self._call("present")
         return self.have & {i.lower() for i in ids}
 

@@ -33,6 +33,7 @@ class Verdict:
 
     instance: str
     present: set[str] = field(default_factory=set)
+    already: set[str] = field(default_factory=set)  # listed before magnetd added them: duplicates
     refused: dict[str, str] = field(default_factory=dict)  # id -> detail
     add_seconds: float = 0.0  # time spent in torrents/add requests
     verify_seconds: float = 0.0  # time spent verifying, waits included
@@ -48,13 +49,18 @@ def push(
     """Add ``pairs`` (entry, options) to one instance and verify them; InstanceError passes up.
 
     Magnets go in as few ``torrents/add`` requests as their options allow (at most
-    ``batch_size`` each), each ``.torrent`` in its own request.
+    ``batch_size`` each), each ``.torrent`` in its own request. What the instance lists
+    already is not sent again, and comes back in ``already``: one ``torrents/info`` call,
+    cheap while few are there (qBittorrent's cost is per torrent it returns).
     """
     verdict = Verdict(instance)
     started = time.monotonic()
+    verdict.already = client.present({entry.torrent_id for entry, _ in pairs})
     groups: dict[AddOptions, list[Entry]] = defaultdict(list)
     torrents: list[tuple[Entry, AddOptions]] = []
     for entry, options in pairs:
+        if entry.torrent_id in verdict.already:
+            continue
         if entry.magnet is not None:
             groups[options].append(entry)
         else:
@@ -79,6 +85,7 @@ def push(
         verdict.present.update(answer.added_ids)
         if not answer.accepted:
             refusable.append(entry.torrent_id)
+    verdict.present |= verdict.already
     wanted = {entry.torrent_id for entry, _ in pairs} - set(verdict.refused)
     added = time.monotonic()
     verdict.present |= verify(client, wanted - verdict.present, accepted, sleep)

@@ -26,7 +26,7 @@ from magnetd.delivery.settler import UNREADABLE_ATTEMPTS, Counters, Job, Settler
 from magnetd.health.gate import VpnGate
 from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
-from magnetd.intake import items
+from magnetd.intake import items, options
 from magnetd.intake.inbox import Busy, Gone, Waiting, read
 from magnetd.model import AddOptions, Entry, GateStatus, InstanceStatus, Item, Rejected
 
@@ -54,11 +54,8 @@ class Flight:
 
 
 def options_for(config: Config, rel: PurePath, item: Item) -> AddOptions:
-    """Defaults, then the sub-folder's category, then the file's own options."""
-    d = config.defaults
-    base = AddOptions(d.category, d.savepath, d.tags or None, d.paused)
-    folder = AddOptions(category="/".join(rel.parent.parts)) if rel.parent.parts else AddOptions()
-    return item.options.over(folder.over(base))
+    """Defaults, then the sub-folder's options (its name as category), then the file's own."""
+    return options.layered(config.defaults, config.folder_options, rel, item.options)
 
 
 class Dispatcher:

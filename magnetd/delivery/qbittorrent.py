@@ -109,20 +109,45 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+_FLAGS = {  # boolean options: config key -> torrents/add fields (several where versions differ)
+    "paused": ("paused", "stopped"),  # 4.x reads paused, 5.x stopped
+    "skip_checking": ("skip_checking", "seedMode"),  # seedMode: its name after 5.2
+    "sequential": ("sequentialDownload",),
+    "first_last_piece": ("firstLastPiecePrio",),
+    "auto_tmm": ("autoTMM",),
+}
+_VALUES = {  # other options: config key -> torrents/add field
+    "category": "category",
+    "savepath": "savepath",
+    "content_layout": "contentLayout",
+    "rename": "rename",
+    "ratio_limit": "ratioLimit",
+    "seeding_time_limit": "seedingTimeLimit",
+    "up_limit": "upLimit",
+    "dl_limit": "dlLimit",
+    "stop_condition": "stopCondition",
+}
+
+
 def options_form(options: AddOptions) -> Form:
-    """The ``torrents/add`` form fields for ``options`` (only those that are set)."""
+    """The ``torrents/add`` form fields for ``options`` (only those that are set).
+
+    A ``savepath`` without ``auto_tmm`` also sends ``autoTMM=false``: with automatic
+    torrent management on, qBittorrent ignores ``savepath``.
+    """
     form: Form = {}
-    if options.category is not None:
-        form["category"] = options.category
-    if options.savepath is not None:
-        form["savepath"] = options.savepath
-        form["autoTMM"] = "false"  # with automatic torrent management on, qBittorrent ignores savepath
+    for key, name in _VALUES.items():
+        value = getattr(options, key)
+        if value is not None:
+            form[name] = str(value)
     if options.tags:
         form["tags"] = ",".join(options.tags)
-    if options.paused is not None:
-        flag = "true" if options.paused else "false"
-        form["paused"] = flag  # qBittorrent 4.x
-        form["stopped"] = flag  # qBittorrent 5.x
+    for key, names in _FLAGS.items():
+        flag = getattr(options, key)
+        if flag is not None:
+            form.update(dict.fromkeys(names, "true" if flag else "false"))
+    if options.savepath is not None and options.auto_tmm is None:
+        form["autoTMM"] = "false"
     return form
 
 

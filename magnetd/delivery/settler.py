@@ -10,7 +10,7 @@ counted, and told to the announcer.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -133,7 +133,7 @@ class Settler:
                 job.waiting, job.rel, _reason(bad), _detail(bad), bad, verdict.instance, rejected=rejected
             )
         else:
-            self._sent(job, good, bad, verdict.instance, rejected)
+            self._sent(job, good, bad, verdict.instance, rejected, verdict.already)
 
     def _unconfirmed(self, job: Job, missing: Sequence[Entry], verdict: Verdict) -> bool:
         """Schedule another try if some entries were neither listed nor refused; True if so."""
@@ -153,7 +153,15 @@ class Settler:
         self.inbox.retry_later(job.waiting, backoff(job.waiting.attempts), detail)
         return True
 
-    def _sent(self, job: Job, good: list[Entry], bad: list[LineError], instance: str, rejected: int) -> None:
+    def _sent(
+        self,
+        job: Job,
+        good: list[Entry],
+        bad: list[LineError],
+        instance: str,
+        rejected: int,
+        already: Collection[str] = (),
+    ) -> None:
         """Move a file whose ``good`` entries are listed to ``sent/`` (its ``bad`` ones to ``failed/``)."""
         try:
             if bad:
@@ -165,7 +173,16 @@ class Settler:
             return
         self.inbox.forget(job.waiting.path)
         self.counters.sent += 1
-        self.counters.magnets.update(added=len(good), rejected=rejected)
+        duplicates = [e.torrent_id for e in good if e.torrent_id in already]
+        for torrent_id in duplicates:
+            log.info("magnet_already_present", file=str(job.rel), infohash=torrent_id, instance=instance)
+        self.counters.magnets.update(
+            {
+                MagnetOutcome.ADDED: len(good) - len(duplicates),
+                MagnetOutcome.ALREADY_PRESENT: len(duplicates),
+                MagnetOutcome.REJECTED: rejected,
+            }
+        )
         reason = _reason(bad) if bad else None
         self._record(FileOutcome.PARTIAL if bad else FileOutcome.SENT, job.rel, reason, instance)
         log.info(

@@ -12,10 +12,11 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from fastbencode import bdecode, bencode
 
+from magnetd.intake import options
 from magnetd.intake.magnet import parse_link, parse_magnet, snippet
 from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
 
@@ -33,7 +34,6 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _NOT_CANONICAL = "info dictionary is not canonically encoded; qBittorrent would list it under another hash"
-_T = TypeVar("_T")
 
 
 def _decode(data: bytes, utf16: bool = False) -> str:
@@ -173,36 +173,11 @@ def _magnet_list(value: Any) -> list[Any]:
     raise Rejected("bad_shape", "expected a list or an object with a 'magnets' list")
 
 
-def _optional(obj: dict[str, Any], key: str, kind: type[_T]) -> _T | None:
-    """``obj[key]`` if a ``kind``, None if missing or null, else Rejected ``bad_shape``."""
-    value = obj.get(key)
-    if value is None or isinstance(value, kind):
-        return value
-    raise Rejected("bad_shape", f"{key!r} must be a {kind.__name__}")
-
-
-def _tags(obj: dict[str, Any]) -> tuple[str, ...] | None:
-    """The ``tags`` of a queue file: a list of strings or a comma-separated string."""
-    value = obj.get("tags")
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise Rejected("bad_shape", "'tags' must be a list of strings or a comma-separated string")
-    return tuple(t.strip() for t in value if t.strip())
-
-
 def _json_options(value: Any) -> AddOptions:
     """The add options of a queue file (all unset for a bare list)."""
     if not isinstance(value, dict):
         return AddOptions()
-    return AddOptions(
-        category=_optional(value, "category", str),
-        savepath=_optional(value, "savepath", str),
-        tags=_tags(value),
-        paused=_optional(value, "paused", bool),
-    )
+    return options.from_queue_file(value)
 
 
 def _json_entry(line: int, element: Any) -> Entry | LineError:

@@ -45,6 +45,7 @@ class Snapshot:
     oldest_waiting_error: str | None = None
     sent: int = 0
     failed: int = 0
+    already_present: int = 0  # magnets qBittorrent already had, since magnetd started (counted as sent)
     updated_at: str = field(default_factory=now_iso)
 
     def to_dict(self) -> dict[str, Any]:

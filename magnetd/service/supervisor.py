@@ -19,7 +19,7 @@ from magnetd.config import Config, ConfigError, load
 from magnetd.delivery.dispatch import Counters
 from magnetd.intake.inbox import Inbox
 from magnetd.intake.watcher import Watcher, scan
-from magnetd.model import Arrival, Seen
+from magnetd.model import Arrival, MagnetOutcome, Seen
 from magnetd.records import status
 from magnetd.records.spool import count_files, ensure_folders, prune
 from magnetd.service.filewatch import ConfigWatch
@@ -290,6 +290,7 @@ class Supervisor:
             oldest_waiting_error=oldest.last_error if oldest else None,
             sent=self.counters.sent,
             failed=self.counters.failed,
+            already_present=self.counters.magnets[MagnetOutcome.ALREADY_PRESENT],
         )
 
     def _snapshot(self) -> None:

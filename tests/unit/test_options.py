@@ -1,0 +1,127 @@
+"""Add options: queue-file checks, layering, and the torrents/add form they become."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePath
+
+import pytest
+
+from magnetd.delivery.qbittorrent import options_form
+from magnetd.intake import items, options
+from magnetd.model import AddOptions, Rejected
+
+MAGNET = "magnet:?xt=urn:btih:" + "ab" * 20
+
+
+def queue(**keys: object) -> bytes:
+    return json.dumps({"magnets": [MAGNET], **keys}).encode()
+
+
+def test_a_queue_file_carries_every_option() -> None:
+    item = items.parse_item(
+        "q.json",
+        queue(
+            skip_checking=True,
+            sequential=True,
+            first_last_piece=False,
+            content_layout="NoSubfolder",
+            auto_tmm=True,
+            rename="x",
+            ratio_limit=2,
+            seeding_time_limit=-1,
+            up_limit=1024,
+            dl_limit=0,
+            stop_condition="MetadataReceived",
+            tags="a, b",
+        ),
+    )
+    assert item.options == AddOptions(
+        tags=("a", "b"),
+        skip_checking=True,
+        sequential=True,
+        first_last_piece=False,
+        content_layout="NoSubfolder",
+        auto_tmm=True,
+        rename="x",
+        ratio_limit=2.0,
+        seeding_time_limit=-1,
+        up_limit=1024,
+        dl_limit=0,
+        stop_condition="MetadataReceived",
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("content_layout", "Flat"),
+        ("stop_condition", "Never"),
+        ("ratio_limit", -3),
+        ("ratio_limit", "2"),
+        ("seeding_time_limit", 1.5),
+        ("up_limit", -1),
+        ("dl_limit", True),
+        ("sequential", "yes"),
+        ("rename", ""),
+        ("paused", 1),
+        ("tags", [1]),
+    ],
+)
+def test_a_bad_queue_file_option_is_bad_shape(key: str, value: object) -> None:
+    with pytest.raises(Rejected) as caught:
+        items.parse_item("q.json", queue(**{key: value}))
+    assert caught.value.reason == "bad_shape"
+    assert repr(key) in caught.value.detail
+
+
+def test_layering_defaults_folder_file() -> None:
+    defaults = AddOptions(category="d", tags=("magnetd",), up_limit=1, dl_limit=2)
+    folders = {"tv": AddOptions(category="tv-sonarr", savepath="/data/tv", tags=("tv",), up_limit=3)}
+    own = AddOptions(up_limit=4, rename="r")
+    at_top = options.layered(defaults, folders, PurePath("x.magnet"), own)
+    assert at_top == AddOptions(category="d", tags=("magnetd",), up_limit=4, dl_limit=2, rename="r")
+    in_tv = options.layered(defaults, folders, PurePath("tv/x.magnet"), AddOptions())
+    assert in_tv == AddOptions("tv-sonarr", "/data/tv", ("magnetd", "tv"), up_limit=3, dl_limit=2)
+    in_books = options.layered(defaults, folders, PurePath("books/sf/x.magnet"), AddOptions())
+    assert in_books.category == "books/sf" and in_books.tags == ("magnetd",)
+    own_tags = options.layered(defaults, folders, PurePath("tv/x.json"), AddOptions(tags=("mine",)))
+    assert own_tags.tags == ("mine",), "a queue file's own tags win"
+
+
+def test_form_fields_and_autotmm_rule() -> None:
+    form = options_form(
+        AddOptions(
+            savepath="/d",
+            paused=True,
+            skip_checking=True,
+            sequential=True,
+            first_last_piece=True,
+            content_layout="Subfolder",
+            rename="n",
+            ratio_limit=1.5,
+            seeding_time_limit=60,
+            up_limit=10,
+            dl_limit=20,
+            stop_condition="FilesChecked",
+        )
+    )
+    assert form == {
+        "savepath": "/d",
+        "autoTMM": "false",
+        "paused": "true",
+        "stopped": "true",
+        "skip_checking": "true",
+        "seedMode": "true",
+        "sequentialDownload": "true",
+        "firstLastPiecePrio": "true",
+        "contentLayout": "Subfolder",
+        "rename": "n",
+        "ratioLimit": "1.5",
+        "seedingTimeLimit": "60",
+        "upLimit": "10",
+        "dlLimit": "20",
+        "stopCondition": "FilesChecked",
+    }
+    assert options_form(AddOptions(savepath="/d", auto_tmm=True))["autoTMM"] == "true"
+    assert "autoTMM" not in options_form(AddOptions(category="c"))
