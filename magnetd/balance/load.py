@@ -18,6 +18,9 @@ RATE_WINDOW = 60.0
 """Seconds: ``max_adds_per_minute`` counts the adds of this sliding window."""
 FREE_SPACE_EVERY = 60.0
 """Seconds between reads of the free space: ``sync/maindata`` costs seconds on a big instance."""
+UNKNOWN_RETRY = 2.0
+"""Seconds before the free space is read again after qBittorrent answered -1 (not measured yet:
+4.5.2 answers -1 until its own disk check has run), doubling up to FREE_SPACE_EVERY."""
 
 ALWAYS_ACTIVE = frozenset(
     {"downloading", "metaDL", "forcedMetaDL", "stalledDL", "forcedDL", "checkingDL", "allocating"}
@@ -57,6 +60,7 @@ class _Record:
     added: int = 0  # adds noted since the last count of active downloads
     free: int | None = None
     free_read: float | None = None  # clock time of the last free-space read
+    free_unknown: int = 0  # -1 answers in a row
     adds: deque[tuple[float, int]] | None = None  # (clock time, magnets) in the rate window
 
 
@@ -82,13 +86,17 @@ class Loads:
         with self._lock:
             record = self._records[name]
             record.free = free if free >= 0 else None
+            record.free_unknown = 0 if free >= 0 else record.free_unknown + 1
             record.free_read = self._clock()
 
     def free_due(self, name: str) -> bool:
-        """Whether the free space should be read now: never read, or read over a minute ago."""
+        """Whether the free space should be read now: never read, read over a minute ago, or unknown
+        (then again after 2, 4, 8, … seconds)."""
         with self._lock:
-            read = self._records[name].free_read
-        return read is None or self._clock() - read >= FREE_SPACE_EVERY
+            record = self._records[name]
+            read, unknown = record.free_read, record.free_unknown
+        wait = min(FREE_SPACE_EVERY, UNKNOWN_RETRY * 2 ** (unknown - 1)) if unknown else FREE_SPACE_EVERY
+        return read is None or self._clock() - read >= wait
 
     def note_adds(self, name: str, count: int) -> None:
         """magnetd is about to add ``count`` magnets to ``name``."""
