@@ -23,6 +23,8 @@ import jsonschema
 import yaml
 
 from magnetd import passwords
+from magnetd.balance import settings as balance
+from magnetd.balance.settings import Limits, Strategy
 from magnetd.intake import options
 from magnetd.model import AddOptions
 from magnetd.passwords import PASSWORD_SOURCES
@@ -95,6 +97,7 @@ class Instance:
     requires_vpn: bool = False
     verify_tls: bool | str = True
     timeout: float = 10.0
+    limits: Limits = field(default_factory=Limits)  # categories, max_active, min_free_space, rate
 
 
 Defaults = AddOptions
@@ -132,6 +135,7 @@ class Config:
     notify: Notify = field(default_factory=Notify)
     http: Http | None = None
     warnings: tuple[str, ...] = ()
+    strategy: Strategy = Strategy.PRIORITY  # dispatch.strategy
 
     def secrets(self) -> Iterator[str]:
         """Every secret value, for the log's redaction."""
@@ -377,6 +381,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
                 requires_vpn=bool(inst.get("requires_vpn", False)),
                 verify_tls=str(_resolve(verify, base)) if isinstance(verify, str) else verify,
                 timeout=float(inst.get("timeout", 10.0)),
+                limits=balance.limits(inst),
             )
         )
     vpn = raw.get("vpn")
@@ -404,6 +409,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         notify=settings.build(raw.get("notify"), base, environ),
         http=settings.build_http(raw.get("http"), base, environ),
         warnings=tuple(_warnings(raw, path)),
+        strategy=balance.strategy(raw),
     )
 
 

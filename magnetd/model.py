@@ -42,6 +42,9 @@ class InstanceStatus(StrEnum):
     TLS_ERROR = "TLS_ERROR"
     NOT_CONFIGURED = "NOT_CONFIGURED"  # reserved: no password, not contacted; load() refuses empty sources
     UNKNOWN = "UNKNOWN"  # not probed yet, or an answer magnetd does not understand
+    BUSY = "BUSY"  # healthy, but at its max_active: takes nothing until it has room
+    LOW_SPACE = "LOW_SPACE"  # healthy, but under its min_free_space
+    RATE_LIMITED = "RATE_LIMITED"  # healthy, but at its max_adds_per_minute for now
 
     @staticmethod
     def http(code: int) -> str:

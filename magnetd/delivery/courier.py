@@ -137,7 +137,29 @@ class Courier:
             future.set_exception(exc)
         return future
 
+    def lane(self, instance: str) -> Courier:
+        """The courier for ``instance``'s batches: this one (see :class:`Couriers` for one each)."""
+        return self
+
     def close(self) -> None:
         """Finish what was submitted, then stop the thread."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+class Couriers:
+    """One threaded :class:`Courier` per instance, made on first use: sends to different
+    instances run in parallel, while each instance still gets its batches in order."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, Courier] = {}
+
+    def lane(self, instance: str) -> Courier:
+        """The courier of ``instance`` (only the supervisor's thread calls this)."""
+        if instance not in self._lanes:
+            self._lanes[instance] = Courier()
+        return self._lanes[instance]
+
+    def close(self) -> None:
+        for courier in self._lanes.values():
+            courier.close()

@@ -19,8 +19,9 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from magnetd import logs
+from magnetd.balance.router import Balance
 from magnetd.config import Config, Instance
-from magnetd.delivery.courier import Courier, Verdict, push
+from magnetd.delivery.courier import Courier, Couriers, Verdict, push
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.delivery.settler import UNREADABLE_ATTEMPTS, Counters, Job, Settler
 from magnetd.health.gate import VpnGate
@@ -53,6 +54,18 @@ class Flight:
     verdict: Future[Verdict]
 
 
+@dataclass
+class Routed:
+    """A batch handed out: a flight per chosen instance, and the jobs held because nothing is healthy."""
+
+    flights: list[Flight]
+    held: list[Job]
+
+
+NO_INSTANCE = "no_instance_for_category"
+"""The failure reason of a file whose category no configured instance accepts."""
+
+
 def options_for(config: Config, rel: PurePath, item: Item) -> AddOptions:
     """Defaults, then the sub-folder's options (its name as category), then the file's own."""
     return options.layered(config.defaults, config.folder_options, rel, item.options)
@@ -71,10 +84,11 @@ class Dispatcher:
         *,
         sleep: Callable[[float], None] = time.sleep,
         ledger: Ledger | None = None,
-        courier: Courier | None = None,
+        courier: Courier | Couriers | None = None,
         keepalive: Callable[[], None] = lambda: None,
         reconnector: Reconnector | None = None,
         on_send: Callable[[float], None] | None = None,
+        balance: Balance | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -87,6 +101,7 @@ class Dispatcher:
         self.on_send = on_send  # seconds of each batch's add + verify, for metrics
         self.sleep = sleep
         self.courier = courier or Courier(threaded=False)
+        self.balance = balance or Balance(config)
         self.keepalive = keepalive  # e.g. the systemd watchdog: a slow instance is not a hung loop
         self.ledger = ledger
 
@@ -141,13 +156,55 @@ class Dispatcher:
         return usable
 
     def launch(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Flight | None:
-        """Hand ``jobs`` to the courier for the first healthy instance not in ``skip``; None: held."""
-        for inst in self.candidates():
-            if inst.name in skip:
-                continue
-            pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
-            return Flight(jobs, inst, pairs, self.courier.submit(self._carry, inst, pairs))
-        return None  # the supervisor holds the inbox and logs `files_held` once
+        """Hand ``jobs`` to one instance (see :meth:`route`); None: held. Not for a split batch."""
+        routed = self.route(jobs, skip)
+        if len(routed.flights) > 1:
+            raise ValueError("the batch was split: use route()")
+        return routed.flights[0] if routed.flights else None
+
+    def route(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Routed:
+        """Hand each job to the instance ``dispatch.strategy`` chooses among the healthy ones not in ``skip``.
+
+        One flight per chosen instance, each on that instance's courier. Without any
+        limit, category or other strategy, the whole batch goes to the first one, as it
+        always did. A job no configured instance accepts fails (``no_instance_for_category``);
+        one whose instances are all at a limit waits in the inbox (a probe interval, or
+        until one has room). Nothing healthy: every job is held.
+        """
+        skipped = set(skip)
+        candidates = [inst for inst in self.candidates() if inst.name not in skipped]
+        if not candidates:
+            return Routed([], list(jobs))  # the supervisor holds the inbox and logs `files_held` once
+        if self.balance.plain():
+            return Routed([self._fly(jobs, candidates[0])], [])
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            inst = self._choose(job, candidates)
+            if inst is not None:
+                groups.setdefault(inst.name, []).append(job)
+        self.balance.refresh(self.health)
+        chosen = {inst.name: inst for inst in candidates}
+        return Routed([self._fly(group, chosen[name]) for name, group in groups.items()], [])
+
+    def _choose(self, job: Job, candidates: Sequence[Instance]) -> Instance | None:
+        """The instance for one job; None when it failed or waits."""
+        category = job.options.category
+        if not self.balance.routable(category):
+            detail = f"no configured instance lists category {category!r} in its categories"
+            if category is None:
+                detail = "the item has no category and every instance takes only listed categories"
+            self.settler.fail(job.waiting, job.rel, NO_INSTANCE, detail)
+            return None
+        inst = self.balance.choose(candidates, category, len(job.item.entries))
+        if inst is None:
+            reason = f"no eligible instance can take it now ({self.health.summary()})"
+            self.inbox.retry_later(job.waiting, self.config.probe_interval, reason)
+            log.debug("file_waiting", file=str(job.rel), category=category, reason=reason)
+        return inst
+
+    def _fly(self, jobs: Sequence[Job], inst: Instance) -> Flight:
+        pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
+        return Flight(jobs, inst, pairs, self.courier.lane(inst.name).submit(self._carry, inst, pairs))
 
     def _carry(self, inst: Instance, pairs: list[tuple[Entry, AddOptions]]) -> Verdict:
         """On the courier: push, unless an earlier batch found the instance down meanwhile."""
@@ -167,50 +224,53 @@ class Dispatcher:
             except Pending:
                 self.keepalive()
 
-    def land(self, flight: Flight) -> bool:
+    def land(self, flight: Flight, tried: Iterable[str] = ()) -> bool:
         """Wait for a flight's verdict and settle its files; fail over on an instance-wide error.
 
         False when no instance took the batch: its files stay in the inbox, held.
         """
-        tried: set[str] = set()
-        while True:
-            inst = flight.instance
-            tried.add(inst.name)
-            waited = time.monotonic()
-            try:
-                verdict = self._verdict(flight)
-            except InstanceError as exc:
-                log.warning(
-                    "batch_failover",
-                    instance=inst.name,
-                    status=exc.status,
-                    detail=exc.detail,
-                    files=len(flight.jobs),
-                )
-                retry = self.launch(flight.jobs, skip=tried)
-                if retry is None:
-                    return False
-                flight = retry
-                continue
-            settling = time.monotonic()
-            if self.on_send is not None:
-                self.on_send(verdict.add_seconds + verdict.verify_seconds)
-            if self.ledger is not None:
-                self.ledger.record(inst.name, [p for p in flight.pairs if p[0].torrent_id in verdict.present])
-            for job in flight.jobs:
-                self.settler.settle(job, verdict)
-            log.debug(
-                "batch_landed",
+        inst = flight.instance
+        tried = {*tried, inst.name}
+        waited = time.monotonic()
+        try:
+            verdict = self._verdict(flight)
+        except InstanceError as exc:
+            log.warning(
+                "batch_failover",
                 instance=inst.name,
+                status=exc.status,
+                detail=exc.detail,
                 files=len(flight.jobs),
-                magnets=len(flight.pairs),
-                add_ms=round(verdict.add_seconds * 1000, 1),
-                verify_ms=round(verdict.verify_seconds * 1000, 1),
-                waited_ms=round((settling - waited) * 1000, 1),
-                settle_ms=round((time.monotonic() - settling) * 1000, 1),
             )
-            return True
+            retry = self.route(flight.jobs, skip=tried)
+            landed = [self.land(again, tried) for again in retry.flights]
+            return all(landed) and not retry.held
+        settling = time.monotonic()
+        if self.on_send is not None:
+            self.on_send(verdict.add_seconds + verdict.verify_seconds)
+        if self.ledger is not None:
+            self.ledger.record(inst.name, [p for p in flight.pairs if p[0].torrent_id in verdict.present])
+        for job in flight.jobs:
+            self.settler.settle(job, verdict)
+        log.debug(
+            "batch_landed",
+            instance=inst.name,
+            files=len(flight.jobs),
+            magnets=len(flight.pairs),
+            add_ms=round(verdict.add_seconds * 1000, 1),
+            verify_ms=round(verdict.verify_seconds * 1000, 1),
+            waited_ms=round((settling - waited) * 1000, 1),
+            settle_ms=round((time.monotonic() - settling) * 1000, 1),
+        )
+        return True
 
 
 _SKIPPED = "SKIPPED"  # status of a batch not sent because its instance went down meanwhile
-__all__ = ["Counters", "Dispatcher", "Flight", "Job", "options_for"]  # Counters, Job: for the supervisor
+__all__ = [
+    "Counters",
+    "Dispatcher",
+    "Flight",
+    "Job",
+    "Routed",
+    "options_for",
+]  # Counters, Job: for the supervisor

@@ -283,6 +283,20 @@ class Client:
         with self._lock:
             return self._torrent_list(self._call("POST", "torrents/info", data=form))
 
+    def filtered(self, state_filter: str) -> list[dict[str, Any]]:
+        """``torrents/info?filter=…``: qBittorrent applies the filter before its per-torrent cost."""
+        with self._lock:
+            return self._torrent_list(self._call("POST", "torrents/info", data={"filter": state_filter}))
+
+    def free_space(self) -> int:
+        """``server_state.free_space_on_disk`` of ``sync/maindata`` (costly: seconds on big instances)."""
+        with self._lock:
+            response = self._call("GET", "sync/maindata", params={"rid": "0"})
+            data = self._json(response, "sync/maindata")
+        state = data.get("server_state") if isinstance(data, dict) else None
+        free = state.get("free_space_on_disk") if isinstance(state, dict) else None
+        return int(free) if isinstance(free, int | float) else -1
+
     def close(self) -> None:
         """Drop the session and its connections."""
         with self._lock:

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from magnetd import logs
+from magnetd.balance.probe import probe_load
+from magnetd.balance.router import Balance
 from magnetd.config import Instance
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.health.advice import empty_detail
@@ -40,6 +42,7 @@ class Prober(threading.Thread):
         interval: float,
         reconnector: Reconnector | None = None,
         on_probe: Callable[[str, float], None] | None = None,
+        balance: Balance | None = None,
     ) -> None:
         super().__init__(name="magnetd-prober", daemon=True)
         self.instances = list(instances)
@@ -49,6 +52,7 @@ class Prober(threading.Thread):
         self.interval = interval
         self.reconnector = reconnector
         self.on_probe = on_probe  # (target, seconds) of each probe, for metrics
+        self.balance = balance  # several instances: their load facts are read with each probe
         self.stopped = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.instances)), thread_name_prefix="probe")
 
@@ -72,6 +76,8 @@ class Prober(threading.Thread):
             self.health.set_vpn(*gate)
         vpn_up = self.health.vpn_up()
         list(self._pool.map(lambda inst: self._probe(inst, vpn_up), self.instances))
+        if self.balance is not None:
+            self.balance.refresh(self.health)
         if gate is not None and self.reconnector is not None:  # after the probes: see Reconnector
             self.reconnector.checked(gate[0])
 
@@ -85,6 +91,8 @@ class Prober(threading.Thread):
             return
         try:
             version = self._timed(inst.name, self.clients[inst.name].version)
+            if self.balance is not None:
+                probe_load(self.balance, inst.name, self.clients[inst.name])
         except InstanceError as exc:
             self.health.set_failure(inst.name, exc)
         except Exception as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from magnetd import logs
+from magnetd.balance.strategy import Verdict
 from magnetd.clock import now_iso
 from magnetd.config import Instance, Vpn
 from magnetd.delivery.qbittorrent import InstanceError
@@ -43,6 +44,7 @@ class _State:
     since: str = field(default_factory=now_iso)
     version: str | None = None
     last_error: str | None = None
+    limit: tuple[str, str, str] | None = None  # (status, detail, since) of a limit while probed OK
 
 
 class Health:
@@ -102,6 +104,33 @@ class Health:
         inst = next(i for i in self._instances if i.name == name)
         self.set_instance(name, error.status, failure_detail(inst, error, dt.datetime.now(dt.UTC)))
 
+    def set_limit(self, name: str, verdict: Verdict | None) -> None:
+        """Show a limit's status (BUSY, LOW_SPACE, RATE_LIMITED) over OK; None: it has room again."""
+        new = (verdict.status, verdict.detail) if verdict is not None else None
+        with self._lock:
+            state = self._states[name]
+            old = state.limit
+            if (old[:2] if old else None) == new:
+                return
+            state.limit = (*new, now_iso()) if new is not None else None
+            probed = state.status
+        if probed == InstanceStatus.OK:
+            log.info(
+                "instance_status_changed",
+                instance=name,
+                old=old[0] if old else probed,
+                status=new[0] if new else probed,
+                detail=new[1] if new else "",
+            )
+        if new is None:
+            self.wake()  # held files may go now
+
+    def shown(self, state: _State) -> tuple[str, str, str]:
+        """The status, detail and since to show: a limit's while probed OK, else the probe's."""
+        if state.status == InstanceStatus.OK and state.limit is not None:
+            return state.limit
+        return state.status, state.detail, state.since
+
     def needing_config(self) -> list[Instance]:
         """Instances that only a changed config or password file can bring back (e.g. AUTH_FAILED)."""
         with self._lock:
@@ -150,9 +179,9 @@ class Health:
                 InstanceView(
                     name=inst.name,
                     url=inst.url,
-                    status=(s := self._states[inst.name]).status,
-                    detail=s.detail,
-                    since=s.since,
+                    status=(shown := self.shown(s := self._states[inst.name]))[0],
+                    detail=shown[1],
+                    since=shown[2],
                     requires_vpn=inst.requires_vpn,
                     webapi=s.version,
                     last_error=s.last_error,
@@ -163,7 +192,7 @@ class Health:
     def summary(self) -> str:
         """One line for systemd's STATUS=, e.g. ``primary VPN_DOWN · secondary OK``."""
         with self._lock:
-            return " · ".join(f"{i.name} {self._states[i.name].status}" for i in self._instances)
+            return " · ".join(f"{i.name} {self.shown(self._states[i.name])[0]}" for i in self._instances)
 
 
 def _update(state: _State, status: str, detail: str, ok: str) -> str | None:

@@ -11,8 +11,9 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from magnetd.balance.router import Balance
 from magnetd.config import Config
-from magnetd.delivery.courier import Courier
+from magnetd.delivery.courier import Couriers
 from magnetd.delivery.dispatch import Dispatcher
 from magnetd.delivery.ledger import Ledger
 from magnetd.delivery.qbittorrent import Client
@@ -51,10 +52,11 @@ class Parts:
         self.gate = VpnGate(config.vpn) if config.vpn else None
         self.reconnector = _reconnector(config, announcer)
         self.health = Health(config.instances, config.vpn, wake, observer=announcer)
+        self.balance = Balance(config)
         self.prober = self._prober()
         self.spool = Spool(config.folders)
         self.ledger = Ledger(self.clients, self.health, config.batch_size)
-        self.courier = Courier()
+        self.courier = Couriers()
         self.settler = Settler(self.spool, inbox, counters, announcer)
         self.dispatcher = Dispatcher(
             config,
@@ -67,13 +69,21 @@ class Parts:
             keepalive=keepalive,
             reconnector=self.reconnector,
             on_send=metrics.observe_send if metrics is not None else None,
+            balance=self.balance,
         )
 
     def _prober(self) -> Prober:
         c = self.config
         on_probe = self.metrics.observe_probe if self.metrics is not None else None
         return Prober(
-            c.instances, self.clients, self.health, self.gate, c.probe_interval, self.reconnector, on_probe
+            c.instances,
+            self.clients,
+            self.health,
+            self.gate,
+            c.probe_interval,
+            self.reconnector,
+            on_probe,
+            balance=self.balance,
         )
 
     def restart_prober(self) -> None:

@@ -74,15 +74,16 @@ class Pipeline:
     def _launch(self, batch: list[Job]) -> None:
         """Hand ``batch`` over, then land every flight that is done or one too many."""
         try:
-            flight = self.parts.dispatcher.launch(batch)
+            routed = self.parts.dispatcher.route(batch)
         except Exception as exc:
             self._batch_error(batch, exc)
             return
-        if flight is None:
+        if routed.held:
             self.held()
             return
-        self.flights.append(flight)
-        while self.flights and (len(self.flights) >= IN_FLIGHT or self.flights[0].verdict.done()):
+        self.flights.extend(routed.flights)
+        most = IN_FLIGHT * len(self.parts.config.instances)  # per instance: each has its own courier
+        while self.flights and (len(self.flights) >= most or self.flights[0].verdict.done()):
             self._land(self.flights.popleft())
 
     def _land(self, flight: Flight) -> None:

@@ -1,0 +1,118 @@
+"""What magnetd knows of each instance's load: active downloads, free space, its own recent adds.
+
+The prober writes the counts it reads from qBittorrent; the dispatcher notes every
+add it plans. Both run on different threads, so every access holds one lock.
+:func:`count_active` is the pure count of active downloads from ``torrents/info`` objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+RATE_WINDOW = 60.0
+"""Seconds: ``max_adds_per_minute`` counts the adds of this sliding window."""
+FREE_SPACE_EVERY = 60.0
+"""Seconds between reads of the free space: ``sync/maindata`` costs seconds on a big instance."""
+UNKNOWN_RETRY = 2.0
+"""Seconds before the free space is read again after qBittorrent answered -1 (not measured yet:
+4.5.2 answers -1 until its own disk check has run), doubling up to FREE_SPACE_EVERY."""
+
+ALWAYS_ACTIVE = frozenset(
+    {"downloading", "metaDL", "forcedMetaDL", "stalledDL", "forcedDL", "checkingDL", "allocating"}
+)
+"""States of an active download: incomplete, neither paused/stopped nor queued nor errored."""
+ACTIVE_IF_INCOMPLETE = frozenset({"checkingResumeData", "moving"})
+"""States that count as an active download only while the torrent is incomplete."""
+ACTIVE_FILTERS = ("downloading", "checking")
+"""``torrents/info`` filters whose union holds every active download (and paused/queued ones,
+dropped by state). No single filter does: in 4.5.2 ``downloading`` includes pausedDL and
+queuedDL, ``active`` leaves out stalledDL; ``checking`` brings checkingResumeData."""
+
+
+def count_active(torrents: Iterable[Mapping[str, Any]]) -> int:
+    """How many of ``torrents`` (``torrents/info`` objects, counted once per hash) are active downloads."""
+    seen: set[str] = set()
+    for torrent in torrents:
+        state = str(torrent.get("state", ""))
+        incomplete = float(torrent.get("progress", 0.0)) < 1.0
+        if state in ALWAYS_ACTIVE or (state in ACTIVE_IF_INCOMPLETE and incomplete):
+            seen.add(str(torrent.get("hash", id(torrent))))
+    return len(seen)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """One instance's load at one moment, as the strategy reads it."""
+
+    active: int = 0  # the last probe's count plus magnetd's adds since
+    free: int | None = None  # bytes; None (or -1 from qBittorrent) when unknown
+    recent: int = 0  # magnetd's adds in the last RATE_WINDOW seconds
+
+
+@dataclass
+class _Record:
+    active: int | None = None
+    added: int = 0  # adds noted since the last count of active downloads
+    free: int | None = None
+    free_read: float | None = None  # clock time of the last free-space read
+    free_unknown: int = 0  # -1 answers in a row
+    adds: deque[tuple[float, int]] | None = None  # (clock time, magnets) in the rate window
+
+
+class Loads:
+    """The load facts of every instance; safe to share between the prober and the dispatcher."""
+
+    def __init__(self, names: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._records = {name: _Record(adds=deque()) for name in names}
+
+    def now(self) -> float:
+        return self._clock()
+
+    def set_active(self, name: str, count: int, counted_at: float) -> None:
+        """The prober counted ``count`` active downloads; adds noted before ``counted_at`` are in it."""
+        with self._lock:
+            record = self._records[name]
+            record.active = count
+            record.added = sum(n for when, n in record.adds or () if when >= counted_at)
+
+    def set_free(self, name: str, free: int) -> None:
+        with self._lock:
+            record = self._records[name]
+            record.free = free if free >= 0 else None
+            record.free_unknown = 0 if free >= 0 else record.free_unknown + 1
+            record.free_read = self._clock()
+
+    def free_due(self, name: str) -> bool:
+        """Whether the free space should be read now: never read, read over a minute ago, or unknown
+        (then again after 2, 4, 8, … seconds)."""
+        with self._lock:
+            record = self._records[name]
+            read, unknown = record.free_read, record.free_unknown
+        wait = min(FREE_SPACE_EVERY, UNKNOWN_RETRY * 2 ** (unknown - 1)) if unknown else FREE_SPACE_EVERY
+        return read is None or self._clock() - read >= wait
+
+    def note_adds(self, name: str, count: int) -> None:
+        """magnetd is about to add ``count`` magnets to ``name``."""
+        with self._lock:
+            record = self._records[name]
+            record.added += count
+            assert record.adds is not None
+            record.adds.append((self._clock(), count))
+
+    def facts(self, name: str) -> Facts:
+        with self._lock:
+            record = self._records[name]
+            adds = record.adds
+            assert adds is not None
+            now = self._clock()
+            while adds and now - adds[0][0] >= RATE_WINDOW:
+                adds.popleft()
+            recent = sum(n for _, n in adds)
+            return Facts(active=(record.active or 0) + record.added, free=record.free, recent=recent)

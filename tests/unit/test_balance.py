@@ -1,0 +1,141 @@
+"""The strategy, the limits and the load probe, with a fake client behind the real prober."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from magnetd.balance.load import Facts, Loads, count_active
+from magnetd.balance.router import Balance
+from magnetd.balance.settings import Limits, Strategy, parse_size
+from magnetd.balance.strategy import Chooser, limit_status
+from magnetd.config import Config, Folders, Instance, Secret
+from magnetd.delivery.qbittorrent import AddAnswer
+from magnetd.health.prober import Prober
+from magnetd.health.state import Health
+from magnetd.model import AddOptions, InstanceStatus
+
+
+def inst(name: str, **limits: Any) -> Instance:
+    return Instance(name, f"http://{name}:8080/", "admin", Secret("pw"), limits=Limits(**limits))
+
+
+def config(instances: Sequence[Instance], strategy: Strategy) -> Config:
+    folders = Folders(Path("i"), Path("s"), Path("f"), Path("t"))
+    return Config(Path("c.yaml"), folders, tuple(instances), strategy=strategy)
+
+
+def test_sizes_are_powers_of_1024() -> None:
+    assert parse_size("20G") == 20 * 1024**3
+    assert parse_size("1.5k") == 1536
+    assert parse_size(42) == 42
+    with pytest.raises(ValueError):
+        parse_size("20GB")
+
+
+def test_active_downloads_are_counted_by_state() -> None:
+    torrents = [
+        {"hash": "1", "state": "stalledDL", "progress": 0.1},
+        {"hash": "2", "state": "pausedDL", "progress": 0.1},
+        {"hash": "3", "state": "queuedDL", "progress": 0.0},
+        {"hash": "4", "state": "metaDL", "progress": 0.0},
+        {"hash": "4", "state": "metaDL", "progress": 0.0},  # listed by two filters
+        {"hash": "5", "state": "checkingResumeData", "progress": 0.5},
+        {"hash": "6", "state": "checkingResumeData", "progress": 1.0},
+        {"hash": "7", "state": "error", "progress": 0.2},
+    ]
+    assert count_active(torrents) == 3
+
+
+def test_limits_give_their_statuses() -> None:
+    assert limit_status(Limits(max_active=2), Facts(active=2)) is not None
+    assert limit_status(Limits(max_active=2), Facts(active=1)) is None
+    busy = limit_status(Limits(max_active=2), Facts(active=2))
+    assert busy is not None and busy.status == InstanceStatus.BUSY
+    low = limit_status(Limits(min_free_space=100), Facts(free=99))
+    assert low is not None and low.status == InstanceStatus.LOW_SPACE
+    assert limit_status(Limits(min_free_space=100), Facts(free=None)) is None  # unknown never blocks
+    rate = limit_status(Limits(max_adds_per_minute=3), Facts(recent=3))
+    assert rate is not None and rate.status == InstanceStatus.RATE_LIMITED
+    assert limit_status(Limits(max_active=2), Facts(active=0), n=5) is None  # a big file still goes somewhere
+
+
+def test_round_robin_turns_and_skips_what_is_not_eligible() -> None:
+    a, b, c = inst("a"), inst("b", categories=["tv"]), inst("c")
+    chooser = Chooser(Strategy.ROUND_ROBIN, ["a", "b", "c"])
+    picks = [chooser.choose([a, b, c], "tv", 1, lambda n: Facts()) for _ in range(4)]
+    assert [p.name for p in picks if p] == ["a", "b", "c", "a"]
+    picks = [chooser.choose([a, b, c], "books", 1, lambda n: Facts()) for _ in range(3)]
+    assert [p.name for p in picks if p] == ["c", "a", "c"]
+    assert chooser.choose([b], None, 1, lambda n: Facts()) is None  # b takes only tv
+
+
+def test_least_active_counts_magnetds_own_adds() -> None:
+    instances = [inst("a"), inst("b"), inst("c")]
+    balance = Balance(config(instances, Strategy.LEAST_ACTIVE))
+    for name, count in zip("abc", (8, 4, 0), strict=True):
+        balance.loads.set_active(name, count, balance.loads.now())
+    chosen = [balance.choose(instances, None, 1) for _ in range(12)]
+    assert sorted(i.name for i in chosen if i) == ["b"] * 4 + ["c"] * 8
+
+
+def test_rate_window_slides() -> None:
+    clock = [0.0]
+    loads = Loads(["a"], clock=lambda: clock[0])
+    loads.note_adds("a", 5)
+    assert loads.facts("a").recent == 5
+    clock[0] = 60.0
+    assert loads.facts("a").recent == 0
+
+
+class LoadClient:
+    """A client that reports a load: the prober's real path, with no qBittorrent."""
+
+    def __init__(self, free: int, torrents: list[dict[str, Any]]) -> None:
+        self.free = free
+        self.torrents = torrents
+        self.calls: list[str] = []
+
+    def version(self) -> str:
+        return "2.8.19"
+
+    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
+        return AddAnswer(accepted=True)
+
+    def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer:
+        return AddAnswer(accepted=True)
+
+    def present(self, ids: Collection[str]) -> set[str]:
+        return set()
+
+    def filtered(self, state_filter: str) -> list[dict[str, Any]]:
+        self.calls.append(f"filter={state_filter}")
+        return self.torrents if state_filter == "downloading" else []
+
+    def free_space(self) -> int:
+        self.calls.append("maindata")
+        return self.free
+
+
+def test_the_prober_reads_load_only_where_needed_and_free_space_once_a_minute() -> None:
+    a = inst("a", min_free_space=1000, max_active=1)
+    b = inst("b")
+    cfg = config([a, b], Strategy.PRIORITY)
+    clients = {
+        "a": LoadClient(10, [{"hash": "x", "state": "downloading", "progress": 0.0}]),
+        "b": LoadClient(0, []),
+    }
+    health = Health(cfg.instances, None)
+    balance = Balance(cfg)
+    prober = Prober(cfg.instances, clients, health, None, 1, balance=balance)
+    prober.round()
+    prober.round()
+    first = ["filter=downloading", "filter=checking", "maindata"]
+    assert clients["a"].calls == [*first, "filter=downloading", "filter=checking"]  # maindata once
+    assert clients["b"].calls == []  # no limit, priority: no load probe at all
+    view = {v.name: v.status for v in health.views()}
+    assert view == {"a": InstanceStatus.BUSY, "b": InstanceStatus.OK}
+    assert [i.name for i in health.usable()] == ["a", "b"]  # probed OK: the limit is per file
