@@ -279,6 +279,7 @@ class Supervisor:
             started_at=self._started_at,
             probe_interval=self.config.probe_interval,
             vpn=health.vpn_view(),
+            gates=health.gate_views(),
             instances=health.views(),
             inbox=len(self.inbox),
             held=len(self.inbox) if self.hold.active else 0,
