@@ -54,10 +54,15 @@ class GateSpec:
 
 def entries(vpn: Any) -> list[tuple[str, Mapping[str, Any]]]:
     """``(key, mapping)`` of each gate in the ``vpn`` section, whatever its form."""
+    return [(key, gate) for _, key, gate in _located(vpn)]
+
+
+def _located(vpn: Any) -> list[tuple[tuple[Any, ...], str, Mapping[str, Any]]]:
+    """``(schema path, key, mapping)`` of each gate."""
     if isinstance(vpn, Mapping):
-        return [("vpn", vpn)]
+        return [(("vpn",), "vpn", vpn)]
     if isinstance(vpn, list):
-        return [(f"vpn[{index}]", gate) for index, gate in enumerate(vpn) if isinstance(gate, Mapping)]
+        return [(("vpn", i), f"vpn[{i}]", gate) for i, gate in enumerate(vpn) if isinstance(gate, Mapping)]
     return []
 
 
@@ -90,11 +95,11 @@ def problems(
 
     ``accepted("vpn")`` tells whether the schema found nothing wrong at or below a key.
     """
-    if not accepted("vpn"):
-        return
     vpn = raw.get("vpn")
     seen: set[str] = set()
-    for key, gate in entries(vpn):
+    for path, key, gate in _located(vpn):
+        if not accepted(*path):
+            continue  # the schema already said what is wrong with it
         yield from _gate_problems(key, gate, base, environ)
         name = name_of(gate)
         if name in seen:
