@@ -64,6 +64,9 @@ class ControlServer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
+    def start_again(self) -> None:
+        self.start()
+
     def stop(self) -> None:
         """Gone, as a killed container: connections are refused until :meth:`start`."""
         if self._server is not None:

@@ -63,14 +63,20 @@ class InterfaceCheck:
             return GateStatus.DOWN, f"interface {name} does not exist"
         if not stats.isup:
             return GateStatus.DOWN, f"interface {name} is down"
-        addresses = [a.address for a in psutil.net_if_addrs().get(name, []) if _is_ip(a.family)]
+        addresses = [a.address for a in psutil.net_if_addrs().get(name, []) if _routable(a.family, a.address)]
         if not addresses:
             return GateStatus.DOWN, f"interface {name} is up but holds no address"
         return GateStatus.UP, f"{name} {addresses[0]}"
 
 
-def _is_ip(family: int) -> bool:
-    return family in (socket.AF_INET, socket.AF_INET6)
+def _routable(family: int, address: str) -> bool:
+    """An IPv4 or IPv6 address other than link-local (fe80::, which any up link may get by itself)."""
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        return not ipaddress.ip_address(address.split("%", 1)[0]).is_link_local
+    except ValueError:
+        return False
 
 
 def where(url: str) -> str:

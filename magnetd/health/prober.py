@@ -55,6 +55,7 @@ class Prober(threading.Thread):
         self.interval = interval
         self.recheck_interval = min(interval, recheck if recheck is not None else interval)
         self._next_round = 0.0
+        self._last = 0.0  # when the last round or re-check started
         self.reconnector = reconnector
         self.on_probe = on_probe  # (target, seconds) of each probe, for metrics
         self.stopped = threading.Event()
@@ -62,7 +63,12 @@ class Prober(threading.Thread):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
 
     def run(self) -> None:
-        while not self.stopped.wait(self._pause()):
+        while not self.stopped.is_set():
+            pause = self._pause()
+            if pause > 0:  # any change of status (e.g. a gate the dispatcher found down) wakes it
+                self.health.changed.wait(pause)
+                self.health.changed.clear()
+                continue
             try:
                 if time.monotonic() >= self._next_round:
                     self.round()
@@ -72,22 +78,25 @@ class Prober(threading.Thread):
                 log.exception("probe_round_failed", error=repr(exc))
 
     def _pause(self) -> float:
-        """The wait before the next round, or before re-checking what is not OK."""
-        pause = max(0.0, self._next_round - time.monotonic())
+        """Seconds until the next round, or until what is not OK is due for a re-check."""
+        now = time.monotonic()
+        due = self._next_round
         if self.reconnector is not None and self.reconnector.holding():
-            pause = min(pause, RECONNECT_RECHECK)
+            due = min(due, self._last + RECONNECT_RECHECK)
         gates, instances = self.health.not_ok()
         if gates or instances:
-            pause = min(pause, self.recheck_interval)
-        return pause
+            due = min(due, self._last + self.recheck_interval)
+        return due - now
 
     def round(self) -> None:
         """One full health round (also called directly, before the daemon reports ready)."""
-        self._next_round = time.monotonic() + self.interval
+        self._last = time.monotonic()
+        self._next_round = self._last + self.interval
         self._check(self.gates.names if self.gates is not None else [], self.instances)
 
     def recheck(self) -> None:
         """Between rounds: only the gates and instances that are not OK (never a failed login)."""
+        self._last = time.monotonic()
         gates, instances = self.health.not_ok()
         self._check(gates, instances)
 
@@ -136,4 +145,5 @@ class Prober(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+        self.health.changed.set()
         self._pool.shutdown(wait=False)

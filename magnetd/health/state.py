@@ -69,16 +69,24 @@ class Health:
         self._checked = dict.fromkeys(self._gates, 0.0)
         self.single = single
         self.wake = wake
+        self.generation = 0  # grows with every change of status: a new snapshot is due
+        self.changed = threading.Event()  # set at every change of status: wakes the prober
 
     def set_gate(self, name: str, status: GateStatus, detail: str) -> None:
         with self._lock:
             self._checked[name] = time.monotonic()
             changed = _update(self._gates[name], status, detail, ok=GateStatus.UP)
         if changed:
+            self._changed()
             level = log.info if status == GateStatus.UP else log.warning
             level("vpn_status_changed", gateway=name, old=changed, status=status, detail=detail)
             self._observer.gate_changed(name, status, detail)
             self.wake()
+
+    def _changed(self) -> None:
+        with self._lock:
+            self.generation += 1
+        self.changed.set()
 
     def gate_names(self) -> list[str]:
         return list(self._gates)
@@ -113,6 +121,7 @@ class Health:
             if version:
                 state.version = version
         if changed:
+            self._changed()
             level = log.info if status == InstanceStatus.OK else log.warning
             level("instance_status_changed", instance=name, old=changed, status=status, detail=detail)
             self._observer.instance_changed(name, status, detail)
