@@ -125,15 +125,21 @@ class Prober(threading.Thread):
         if blocked is not None:
             self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, blocked)
             return
+        client = self.clients[inst.name]
         try:
-            version = self._timed(inst.name, self.clients[inst.name].version)
+            version = self._timed(inst.name, client.version)
+            disconnected = inst.require_connection and client.connection_status() == "disconnected"
         except InstanceError as exc:
             self.health.set_failure(inst.name, exc)
         except Exception as exc:
             log.exception("probe_failed", instance=inst.name, error=repr(exc))
             self.health.set_instance(inst.name, InstanceStatus.UNKNOWN, f"unexpected error: {exc!r}")
         else:
-            self.health.set_instance(inst.name, InstanceStatus.OK, "", version)
+            if disconnected:  # require_connection: e.g. its bound network interface is gone
+                detail = "qBittorrent reports connection_status disconnected (is its network interface gone?)"
+                self.health.set_instance(inst.name, InstanceStatus.DISCONNECTED, detail, version)
+            else:
+                self.health.set_instance(inst.name, InstanceStatus.OK, "", version)
 
     def _timed(self, target: str, probe: Callable[[], T]) -> T:
         started = time.monotonic()

@@ -220,3 +220,20 @@ def test_what_is_not_ok_is_rechecked_fast_between_long_rounds_but_never_a_failed
         assert clients["locked"].calls["version"] == logins, "a failed login is never retried fast"
     finally:
         prober.stop()
+
+
+def test_require_connection_makes_a_disconnected_instance_ineligible_until_it_connects() -> None:
+    strict = Instance("strict", "http://s/", "u", Secret("p"), require_connection=True)
+    relaxed = Instance("relaxed", "http://r/", "u", Secret("p"))
+    clients = {"strict": FakeClient(), "relaxed": FakeClient()}
+    clients["strict"].connection = clients["relaxed"].connection = "disconnected"
+    health = Health([strict, relaxed])
+    prober = Prober([strict, relaxed], clients, health, None, 60, recheck=0.1)
+    prober.round()
+    assert [v.status for v in health.views()] == [InstanceStatus.DISCONNECTED, InstanceStatus.OK]
+    assert "disconnected" in health.views()[0].detail
+    assert [i.name for i in health.usable()] == ["relaxed"]
+    assert clients["relaxed"].calls["connection_status"] == 0, "only asked where require_connection is set"
+    clients["strict"].connection = "firewalled"  # no incoming connections: not a VPN failure
+    prober.recheck()
+    assert [i.name for i in health.usable()] == ["strict", "relaxed"]
