@@ -26,7 +26,6 @@ class InstanceView:
     since: str = ""
     requires_vpn: bool = False
     webapi: str | None = None
-    qbittorrent: str | None = None
     last_error: str | None = None
 
 
