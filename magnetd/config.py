@@ -25,6 +25,8 @@ import yaml
 from magnetd import passwords
 from magnetd.balance import settings as balance
 from magnetd.balance.settings import Limits, Strategy
+from magnetd.health import gatespec
+from magnetd.health.gatespec import GateSpec
 from magnetd.intake import options
 from magnetd.model import AddOptions
 from magnetd.passwords import PASSWORD_SOURCES
@@ -78,7 +80,9 @@ class Folders:
 
 @dataclass(frozen=True)
 class Vpn:
-    gateway: str
+    """A single gate (``vpn`` as one mapping): its name and its reconnect command."""
+
+    gateway: str  # the gate's name: its gateway address when it pings one, as it always was
     timeout: float = 2.0
     count: int = 2
     reconnect_command: tuple[str, ...] = ()  # run when the gate goes down; empty: fail over at once
@@ -94,7 +98,9 @@ class Instance:
     password_source: str = "password"
     password_from: str = ""  # where, for messages: "password_env QBT_PASSWORD"; never the password
     password_file: Path | None = None  # watched for a new password while the login fails
-    requires_vpn: bool = False
+    requires_vpn: bool = False  # whether it needs any gate (``requires``)
+    requires: frozenset[str] = frozenset()  # the names of the gates it needs
+    require_connection: bool = False  # not eligible while qBittorrent says it is disconnected
     verify_tls: bool | str = True
     timeout: float = 10.0
     limits: Limits = field(default_factory=Limits)  # categories, max_active, min_free_space, rate
@@ -125,7 +131,9 @@ class Config:
     folders: Folders
     instances: tuple[Instance, ...]
     probe_interval: float = 10.0
-    vpn: Vpn | None = None
+    vpn: Vpn | None = None  # the single gate, when ``vpn`` is one mapping
+    gates: tuple[GateSpec, ...] = ()  # every gate, in config order
+    recheck_interval: float = 2.0
     defaults: AddOptions = field(default_factory=AddOptions)
     folder_options: Mapping[str, AddOptions] = field(default_factory=dict)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -140,6 +148,7 @@ class Config:
     def secrets(self) -> Iterator[str]:
         """Every secret value, for the log's redaction."""
         yield from (i.password for i in self.instances)
+        yield from (g.api_key for g in self.gates if g.api_key)
         yield from settings.secrets(self.notify, self.http)
 
 
@@ -186,7 +195,8 @@ def _accepted(errors: Sequence[jsonschema.ValidationError]) -> Accepted:
 
 
 def _is_secret(problem: Problem) -> bool:
-    return problem.key.rsplit(".", 1)[-1] in (*PASSWORD_SOURCES, *settings.SECRET_SOURCES)
+    last = problem.key.rsplit(".", 1)[-1]
+    return last in (*PASSWORD_SOURCES, *settings.SECRET_SOURCES, *gatespec.API_KEY_SOURCES)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -287,6 +297,7 @@ def rule_problems(
         yield from (Problem(*found) for found in settings.problems(notify, base, environ))
     if isinstance(http, dict) and accepted("http"):
         yield from (Problem(*found) for found in settings.http_problems(http, base, environ))
+    yield from (Problem(*found) for found in gatespec.problems(raw, base, environ, accepted))
 
 
 def _instance_problems(
@@ -365,6 +376,8 @@ def _real(path: Path) -> Path:
 def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -> Config:
     """The frozen config; passwords are left empty when ``environ`` is None."""
     base = path.parent
+    vpn = raw.get("vpn")
+    gates = gatespec.build(vpn, base, environ)
     instances = []
     for inst in raw["instances"]:
         password = passwords.read_password(inst, base, environ) if environ is not None else ""
@@ -378,13 +391,14 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
                 password_source=passwords.source_key(inst) if environ is not None else "",
                 password_from=passwords.origin(inst, base, path),
                 password_file=passwords.password_file(inst, base),
-                requires_vpn=bool(inst.get("requires_vpn", False)),
+                requires_vpn=bool(gatespec.required(inst.get("requires_vpn"), gates)),
+                requires=gatespec.required(inst.get("requires_vpn"), gates),
+                require_connection=bool(inst.get("require_connection", False)),
                 verify_tls=str(_resolve(verify, base)) if isinstance(verify, str) else verify,
                 timeout=float(inst.get("timeout", 10.0)),
                 limits=balance.limits(inst),
             )
         )
-    vpn = raw.get("vpn")
     defaults = raw.get("defaults") or {}
     watch = raw.get("watch") or {}
     limits = raw.get("limits") or {}
@@ -393,7 +407,9 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         folders=_folders(raw, base),
         instances=tuple(instances),
         probe_interval=float(raw.get("probe_interval", 10.0)),
-        vpn=_vpn(vpn) if vpn else None,
+        vpn=_vpn(vpn) if isinstance(vpn, dict) else None,
+        gates=gates,
+        recheck_interval=gatespec.recheck_interval(raw, float(raw.get("probe_interval", 10.0))),
         defaults=options.build(defaults),
         folder_options={
             str(k).strip("/"): options.build(v) for k, v in (raw["folders"].get("options") or {}).items()
@@ -415,7 +431,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
 
 def _vpn(vpn: Mapping[str, Any]) -> Vpn:
     return Vpn(
-        gateway=vpn["gateway"],
+        gateway=gatespec.name_of(vpn),
         timeout=float(vpn.get("timeout", 2.0)),
         count=int(vpn.get("count", 2)),
         reconnect_command=tuple(vpn.get("reconnect_command") or ()),

@@ -35,6 +35,7 @@ class InstanceStatus(StrEnum):
 
     OK = "OK"
     VPN_DOWN = "VPN_DOWN"  # its VPN gate is down and it requires the VPN: not contacted at all
+    DISCONNECTED = "DISCONNECTED"  # require_connection, and qBittorrent says it is "disconnected"
     AUTH_FAILED = "AUTH_FAILED"
     BANNED = "BANNED"
     TIMEOUT = "TIMEOUT"
@@ -53,11 +54,13 @@ class InstanceStatus(StrEnum):
 
 
 class GateStatus(StrEnum):
-    """What the VPN gate is doing."""
+    """What a VPN gate is doing."""
 
     UP = "UP"
     DOWN = "DOWN"
+    LEAK = "LEAK"  # public_ip_url answered the home address (not_ip)
     PING_NOT_PERMITTED = "PING_NOT_PERMITTED"
+    ERROR = "ERROR"  # the check itself cannot work as configured (e.g. its API key is refused)
 
 
 class FileKind(StrEnum):

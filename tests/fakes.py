@@ -49,6 +49,7 @@ class FakeClient:
         self.threads: set[str] = set()  # where the adds ran
         self.gate: threading.Event | None = None
         self.closed = False
+        self.connection = "connected"  # transfer/info's connection_status
 
     def _raise(self) -> None:
         """Fail as told: with the very error given, or one of the status given."""
@@ -76,6 +77,10 @@ class FakeClient:
     def version(self) -> str:
         self._call("version")
         return self.webapi
+
+    def connection_status(self) -> str:
+        self._call("connection_status")
+        return self.connection
 
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
         answer = self._add("add_magnets", [u.split("btih:")[1][:40].lower() for u in uris])

@@ -24,12 +24,12 @@ from magnetd.config import Config, Instance
 from magnetd.delivery.courier import Courier, Couriers, Verdict, push
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.delivery.settler import UNREADABLE_ATTEMPTS, Counters, Job, Settler
-from magnetd.health.gate import VpnGate
+from magnetd.health.gates import Gates
 from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
 from magnetd.intake import items, options
 from magnetd.intake.inbox import Busy, Gone, Waiting, read
-from magnetd.model import AddOptions, Entry, GateStatus, InstanceStatus, Item, Rejected
+from magnetd.model import AddOptions, Entry, InstanceStatus, Item, Rejected
 
 if TYPE_CHECKING:
     from magnetd.delivery.ledger import Ledger
@@ -79,7 +79,7 @@ class Dispatcher:
         config: Config,
         clients: Mapping[str, ClientApi],
         health: Health,
-        gate: VpnGate | None,
+        gates: Gates | None,
         settler: Settler,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -93,7 +93,7 @@ class Dispatcher:
         self.config = config
         self.clients = clients
         self.health = health
-        self.gate = gate
+        self.gates = gates
         self.settler = settler
         self.spool = settler.spool
         self.inbox = settler.inbox
@@ -145,14 +145,14 @@ class Dispatcher:
         ):
             return []
         usable = self.health.usable()
-        if self.gate and any(i.requires_vpn for i in usable) and self.health.vpn_age() > VPN_RECHECK:
-            status, detail = self.gate.check(count=1, timeout=min(1.0, self.gate.vpn.timeout))
-            self.health.set_vpn(status, detail)
-            if status != GateStatus.UP:
-                for inst in usable:
-                    if inst.requires_vpn:
-                        self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, detail)
-                usable = self.health.usable()
+        stale = {n for i in usable for n in i.requires if self.health.gate_age(n) > VPN_RECHECK}
+        if self.gates is not None and stale:
+            for name in sorted(stale):
+                self.health.set_gate(name, *self.gates.check(name, quick=True))
+            for inst in usable:
+                if (blocked := self.health.blocked(inst)) is not None:
+                    self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, blocked)
+            usable = self.health.usable()
         return usable
 
     def launch(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Flight | None:

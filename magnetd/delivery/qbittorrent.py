@@ -179,6 +179,7 @@ class ClientApi(Protocol):
     """The calls the dispatcher, prober, ledger and courier make: a :class:`Client`, or a test's fake."""
 
     def version(self) -> str: ...
+    def connection_status(self) -> str: ...
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer: ...
     def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer: ...
     def present(self, ids: Collection[str]) -> set[str]: ...
@@ -242,6 +243,15 @@ class Client:
         """The WebAPI version (``app/webapiVersion``); also the health probe."""
         with self._lock:
             return self._call("GET", "app/webapiVersion").text.strip()
+
+    def connection_status(self) -> str:
+        """``transfer/info``'s ``connection_status``: connected, firewalled or disconnected."""
+        with self._lock:
+            response = self._call("GET", "transfer/info")
+        try:
+            return str(response.json().get("connection_status", ""))
+        except (ValueError, AttributeError):
+            return ""
 
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
         """Add magnet links in one request; an empty list sends nothing."""

@@ -1,20 +1,21 @@
-"""The latest VPN and instance statuses: one locked record that the prober writes and the loop reads."""
+"""The latest gate and instance statuses: one locked record that the prober writes and the loop reads."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from magnetd import logs
 from magnetd.balance.strategy import Verdict
 from magnetd.clock import now_iso
-from magnetd.config import Instance, Vpn
+from magnetd.config import Instance
 from magnetd.delivery.qbittorrent import InstanceError
 from magnetd.health.advice import NEEDS_CONFIG, failure_detail
+from magnetd.health.gatespec import GateSpec
 from magnetd.model import GateStatus, InstanceStatus
 from magnetd.records.status import InstanceView
 
@@ -48,42 +49,72 @@ class _State:
 
 
 class Health:
-    """The latest VPN and instance statuses; every change is logged and wakes the supervisor."""
+    """The latest gate and instance statuses; every change is logged and wakes the supervisor.
+
+    ``single`` names the gate of a ``vpn`` written as one mapping: ``status --json`` shows it as ``vpn``.
+    """
 
     def __init__(
         self,
         instances: Sequence[Instance],
-        vpn: Vpn | None,
+        gates: Sequence[GateSpec] = (),
         wake: Callable[[], None] = lambda: None,
         observer: Observer | None = None,
+        single: str | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._observer: Observer = observer or _Nobody()
         self._instances = list(instances)
         self._states = {inst.name: _State() for inst in instances}
-        self._vpn = _State() if vpn else None
-        self._vpn_checked = 0.0
-        self.gateway = vpn.gateway if vpn else None
+        self._gates = {g.name: _State() for g in gates}
+        self._kinds = {g.name: str(g.check) for g in gates}
+        self._checked = dict.fromkeys(self._gates, 0.0)
+        self.single = single
         self.wake = wake
+        self.generation = 0  # grows with every change of status: a new snapshot is due
+        self.changed = threading.Event()  # set at every change of status: wakes the prober
 
-    def set_vpn(self, status: GateStatus, detail: str) -> None:
+    def set_gate(self, name: str, status: GateStatus, detail: str) -> None:
         with self._lock:
-            assert self._vpn is not None
-            self._vpn_checked = time.monotonic()
-            changed = _update(self._vpn, status, detail, ok=GateStatus.UP)
+            self._checked[name] = time.monotonic()
+            changed = _update(self._gates[name], status, detail, ok=GateStatus.UP)
         if changed:
+            self._changed()
             level = log.info if status == GateStatus.UP else log.warning
-            level("vpn_status_changed", gateway=self.gateway, old=changed, status=status, detail=detail)
-            self._observer.gate_changed(self.gateway or "vpn", status, detail)
+            level("vpn_status_changed", gateway=name, old=changed, status=status, detail=detail)
+            self._observer.gate_changed(name, status, detail)
             self.wake()
 
-    def vpn_up(self) -> bool:
+    def _changed(self) -> None:
         with self._lock:
-            return self._vpn is None or self._vpn.status == GateStatus.UP
+            self.generation += 1
+        self.changed.set()
 
-    def vpn_age(self) -> float:
+    def gate_names(self) -> list[str]:
+        return list(self._gates)
+
+    def gates_down(self, names: Iterable[str] | None = None) -> list[str]:
+        """The gates among ``names`` (default: all) that are not UP, in config order."""
         with self._lock:
-            return time.monotonic() - self._vpn_checked
+            return self._down(names)
+
+    def _down(self, names: Iterable[str] | None = None) -> list[str]:
+        wanted = set(self._gates if names is None else names)
+        return [n for n, s in self._gates.items() if n in wanted and s.status != GateStatus.UP]
+
+    def gate_age(self, name: str) -> float:
+        with self._lock:
+            return time.monotonic() - self._checked[name]
+
+    def blocked(self, inst: Instance) -> str | None:
+        """Why ``inst`` may not be contacted because of its gates, or None."""
+        with self._lock:
+            down = self._down(inst.requires)
+            if not down:
+                return None
+            return "; ".join(
+                f"VPN gate {n} is {self._gates[n].status}: {self._gates[n].detail}" for n in down
+            )
 
     def set_instance(self, name: str, status: str, detail: str = "", version: str | None = None) -> None:
         with self._lock:
@@ -92,6 +123,7 @@ class Health:
             if version:
                 state.version = version
         if changed:
+            self._changed()
             level = log.info if status == InstanceStatus.OK else log.warning
             level("instance_status_changed", instance=name, old=changed, status=status, detail=detail)
             self._observer.instance_changed(name, status, detail)
@@ -137,14 +169,25 @@ class Health:
             return [i for i in self._instances if self._states[i.name].status in NEEDS_CONFIG]
 
     def usable(self) -> list[Instance]:
-        """Instances that are OK now, in priority order (VPN-bound ones only while it is up)."""
+        """Instances that are OK now, in priority order (VPN-bound ones only while their gates are up)."""
         with self._lock:
-            vpn_up = self._vpn is None or self._vpn.status == GateStatus.UP
             return [
                 inst
                 for inst in self._instances
-                if self._states[inst.name].status == InstanceStatus.OK and (vpn_up or not inst.requires_vpn)
+                if self._states[inst.name].status == InstanceStatus.OK and not self._down(inst.requires)
             ]
+
+    def not_ok(self) -> tuple[list[str], list[Instance]]:
+        """Gates not UP, and instances not OK that a quick re-check may bring back (no failed login)."""
+        with self._lock:
+            gates = self._down()
+            instances = [
+                i
+                for i in self._instances
+                if self._states[i.name].status != InstanceStatus.OK
+                and self._states[i.name].status not in NEEDS_CONFIG
+            ]
+            return gates, instances
 
     def first_choice_needs_vpn(self) -> bool:
         """Whether the instance that would get files if the VPN were up is a VPN-bound one now down.
@@ -153,25 +196,31 @@ class Health:
         the gate is down. While a reconnect command works, files wait for it.
         """
         with self._lock:
-            vpn_up = self._vpn is None or self._vpn.status == GateStatus.UP
             for inst in self._instances:
                 status = self._states[inst.name].status
                 if status == InstanceStatus.VPN_DOWN:  # also just after the gate came back, until probed
                     return True
                 if status == InstanceStatus.OK:
-                    return inst.requires_vpn and not vpn_up
+                    return bool(self._down(inst.requires))
             return False
 
     def vpn_view(self) -> dict[str, Any] | None:
+        """The single gate (``vpn`` as one mapping) as ``status --json`` always showed it, or None."""
         with self._lock:
-            if self._vpn is None:
+            if self.single is None:
                 return None
-            return {
-                "gateway": self.gateway,
-                "status": self._vpn.status,
-                "detail": self._vpn.detail,
-                "since": self._vpn.since,
-            }
+            gate = self._gates[self.single]
+            return {"gateway": self.single, "status": gate.status, "detail": gate.detail, "since": gate.since}
+
+    def gate_views(self) -> list[dict[str, Any]] | None:
+        """Every gate for ``status --json``'s ``gates``, or None when none is configured."""
+        with self._lock:
+            if not self._gates:
+                return None
+            return [
+                {"name": n, "check": self._kinds[n], "status": s.status, "detail": s.detail, "since": s.since}
+                for n, s in self._gates.items()
+            ]
 
     def views(self) -> list[InstanceView]:
         with self._lock:

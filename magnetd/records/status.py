@@ -47,6 +47,7 @@ class Snapshot:
     failed: int = 0
     already_present: int = 0  # magnets qBittorrent already had, since magnetd started (counted as sent)
     updated_at: str = field(default_factory=now_iso)
+    gates: list[dict[str, Any]] | None = None  # every VPN gate: name, check, status, detail, since
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +134,11 @@ def render(snapshot: dict[str, Any] | None, now: dt.datetime | None = None) -> s
     )
     lines = [head]
     vpn = snapshot.get("vpn")
-    if vpn:
+    if snapshot.get("gates"):
+        for gate in snapshot["gates"]:
+            text = f"VPN {gate['name']} ({gate['check']}): {gate['status']}"
+            lines.append(text + (f" - {gate['detail']}" if gate.get("detail") else ""))
+    elif vpn:
         lines.append(
             f"VPN {vpn['gateway']}: {vpn['status']}" + (f" - {vpn['detail']}" if vpn.get("detail") else "")
         )

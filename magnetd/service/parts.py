@@ -18,7 +18,7 @@ from magnetd.delivery.dispatch import Dispatcher
 from magnetd.delivery.ledger import Ledger
 from magnetd.delivery.qbittorrent import Client
 from magnetd.delivery.settler import Counters, Settler
-from magnetd.health.gate import VpnGate
+from magnetd.health.gates import Gates
 from magnetd.health.prober import Prober
 from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
@@ -49,9 +49,10 @@ class Parts:
             i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
             for i in config.instances
         }
-        self.gate = VpnGate(config.vpn) if config.vpn else None
+        self.gates = Gates(config.gates) if config.gates else None
         self.reconnector = _reconnector(config, announcer)
-        self.health = Health(config.instances, config.vpn, wake, observer=announcer)
+        single = config.vpn.gateway if config.vpn else None
+        self.health = Health(config.instances, config.gates, wake, observer=announcer, single=single)
         self.balance = Balance(config)
         self.prober = self._prober()
         self.spool = Spool(config.folders)
@@ -62,7 +63,7 @@ class Parts:
             config,
             self.clients,
             self.health,
-            self.gate,
+            self.gates,
             self.settler,
             ledger=self.ledger,
             courier=self.courier,
@@ -79,11 +80,12 @@ class Parts:
             c.instances,
             self.clients,
             self.health,
-            self.gate,
+            self.gates,
             c.probe_interval,
             self.reconnector,
             on_probe,
             balance=self.balance,
+            recheck=c.recheck_interval,
         )
 
     def restart_prober(self) -> None:
@@ -93,6 +95,8 @@ class Parts:
     def close(self) -> None:
         self.prober.stop()
         self.courier.close()
+        if self.gates is not None:
+            self.gates.close()
         for client in self.clients.values():
             client.close()
 

@@ -98,8 +98,7 @@ class Portal:
         sup = self.supervisor
         latest = sup.latest
         views = sup.parts.health.views()
-        vpn = latest.get("vpn")
-        gates = {str(vpn["gateway"]): vpn["status"] == GateStatus.UP} if vpn else {}
+        gates = {str(g["name"]): g["status"] == GateStatus.UP for g in latest.get("gates") or []}
         return MetricsSnapshot(
             files=dict(sup.counters.files),
             magnets=dict(sup.counters.magnets),
@@ -119,4 +118,4 @@ def _targets(supervisor: Supervisor) -> list[str]:
     """Probe targets known from the start: each instance, and the VPN gate."""
     config = supervisor.config
     names = [i.name for i in config.instances]
-    return [*names, config.vpn.gateway] if config.vpn else names
+    return [*names, *(g.name for g in config.gates)]

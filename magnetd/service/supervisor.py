@@ -59,6 +59,7 @@ class Supervisor:
         self._watch = ConfigWatch(config)  # while an instance waits for a new password
         self._next_rescan = 0.0
         self._next_snapshot = 0.0
+        self._snapshot_generation = -1
         self._next_prune = 0.0
         self._started_at = now_iso()
         self.hold = Hold(self.inbox, self.counters, self.notices.announcer)
@@ -210,7 +211,10 @@ class Supervisor:
         self._drain()
         self.hold.tell()
         self.notices.announcer.tick()
-        if time.monotonic() >= self._next_snapshot:
+        if (
+            time.monotonic() >= self._next_snapshot
+            or self._snapshot_generation != self.parts.health.generation
+        ):
             self._snapshot()
         self.notifier.watchdog(time.monotonic())
 
@@ -282,6 +286,7 @@ class Supervisor:
             started_at=self._started_at,
             probe_interval=self.config.probe_interval,
             vpn=health.vpn_view(),
+            gates=health.gate_views(),
             instances=health.views(),
             inbox=len(self.inbox),
             held=len(self.inbox) if self.hold.active else 0,
@@ -294,6 +299,7 @@ class Supervisor:
         )
 
     def _snapshot(self) -> None:
+        self._snapshot_generation = self.parts.health.generation  # a status change writes a new one at once
         snap = self.snapshot()
         self.latest = snap.to_dict()
         self._write(snap)

@@ -102,6 +102,9 @@ class LoadClient:
     def version(self) -> str:
         return "2.8.19"
 
+    def connection_status(self) -> str:
+        return "connected"
+
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
         return AddAnswer(accepted=True)
 
@@ -128,7 +131,7 @@ def test_the_prober_reads_load_only_where_needed_and_free_space_once_a_minute() 
         "a": LoadClient(10, [{"hash": "x", "state": "downloading", "progress": 0.0}]),
         "b": LoadClient(0, []),
     }
-    health = Health(cfg.instances, None)
+    health = Health(cfg.instances, ())
     balance = Balance(cfg)
     prober = Prober(cfg.instances, clients, health, None, 1, balance=balance)
     prober.round()

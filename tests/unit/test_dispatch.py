@@ -33,7 +33,7 @@ def setup(
     ensure_folders(folders)
     instances = tuple(Instance(n, f"http://{n}/", "u", Secret("p")) for n in clients)
     config = Config(path=tmp_path / "c.yaml", folders=folders, instances=instances)
-    health = Health(instances, None)
+    health = Health(instances)
     for name in clients:
         health.set_instance(name, InstanceStatus.OK)
     inbox = Inbox(folders.inbox, clock=CLOCK)

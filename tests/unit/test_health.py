@@ -18,6 +18,8 @@ from magnetd.config import Instance, Secret, Vpn
 from magnetd.delivery.qbittorrent import BACKOFF_FIRST, InstanceError
 from magnetd.health.advice import duration
 from magnetd.health.gate import VpnGate
+from magnetd.health.gates import Gates, PingCheck
+from magnetd.health.gatespec import CheckKind, GateSpec
 from magnetd.health.prober import Prober
 from magnetd.health.state import Health
 from magnetd.model import InstanceStatus
@@ -54,14 +56,15 @@ def test_gate_down_when_unanswered() -> None:
 
 def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
     instances = [
-        Instance("primary", "http://p/", "u", Secret("p"), requires_vpn=True),
+        Instance("primary", "http://p/", "u", Secret("p"), requires_vpn=True, requires=frozenset({"gw"})),
         Instance("secondary", "http://s/", "u", Secret("p")),
         Instance("empty", "http://e/", "u", Secret("")),
     ]
     clients = {"primary": FakeClient(), "secondary": FakeClient(), "empty": FakeClient()}
-    health = Health(instances, Vpn("10.0.0.1"))
-    gate = VpnGate(Vpn("10.0.0.1"), pinger=lambda a, **k: Host(False))
-    Prober(instances, clients, health, gate, 1).round()
+    spec = GateSpec("gw", CheckKind.GATEWAY, "10.0.0.1")
+    health = Health(instances, [spec])
+    gates = Gates([spec], make=lambda s: PingCheck(s, pinger=lambda a, **k: Host(False)))
+    Prober(instances, clients, health, gates, 1).round()
     views = {v.name: v for v in health.views()}
     assert views["primary"].status == InstanceStatus.VPN_DOWN and clients["primary"].calls["version"] == 0
     assert views["secondary"].status == InstanceStatus.OK and views["secondary"].webapi == "2.8.19"
@@ -72,7 +75,7 @@ def test_vpn_bound_instances_are_not_contacted_while_the_vpn_is_down() -> None:
 
 def test_probe_errors_become_statuses_with_last_error() -> None:
     instances = [Instance("a", "http://a/", "u", Secret("p"))]
-    health = Health(instances, None)
+    health = Health(instances)
     client = FakeClient(fail=InstanceStatus.AUTH_FAILED, detail="wrong password")
     Prober(instances, {"a": client}, health, None, 1).round()
     view = health.views()[0]
@@ -100,7 +103,7 @@ SOURCES = {
 
 
 def probe_failing(inst: Instance, error: InstanceError) -> Health:
-    health = Health([inst], None)
+    health = Health([inst])
     Prober([inst], {inst.name: FakeClient(error)}, health, None, 1).round()
     return health
 
