@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,9 +103,8 @@ def test_wrong_password_says_what_to_do_and_a_saved_fix_retries_at_once(tmp_path
         wait_for(lambda: status_is(daemon, "local", "AUTH_FAILED"), 10, "the same wrong password refused")
 
         secret.write_text(qbt.password + "\n")
-        fixed = time.monotonic()
-        wait_for(lambda: status_is(daemon, "local", "OK"), 10, "the fixed password file retried")
-        assert time.monotonic() - fixed < 5
+        # far sooner than the 120 s probe interval and the 10 min login back-off: the save retried it
+        wait_for(lambda: status_is(daemon, "local", "OK"), 15, "the fixed password file retried")
         assert daemon.events("config_reloaded")[-1]["changed"] == [str(secret)]
 
         link, infohash = magnet("first-evening")
