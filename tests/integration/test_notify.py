@@ -142,7 +142,7 @@ def test_delivery_retries_5xx_not_4xx_and_a_slow_receiver_never_delays_sends(
             dropped = time.monotonic()
             drop(daemon.inbox, f"later-{index}.magnet", link)
             wait_for(lambda: listed(qbt, infohash), 10, "the magnet in qBittorrent")  # noqa: B023
-            assert time.monotonic() - dropped < 2.0, "a slow notification target delayed a send"
+            assert time.monotonic() - dropped < 3.0, "a slow notification target delayed a send"
         wait_for(
             lambda: len(daemon.events("notify_failed")) == len(missing.requests), 10, "every 404 reported"
         )
