@@ -288,10 +288,17 @@ def account(ledger: list[Dropped], inbox: Path, sent: Path, failed: Path, listed
 
 
 def processes(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per daemon process: its first and last sample and its peaks."""
+    """Per daemon process: its first and last sample and its peaks.
+
+    A process starts at its sample tagged ``start``/``restart`` (taken once ``status --json``
+    says it runs); samples taken earlier, while Python was still importing, are left out.
+    """
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for sample in series:
         by_pid.setdefault(sample["pid"], []).append(sample)
+    for pid, samples in by_pid.items():
+        tagged = [i for i, s in enumerate(samples) if s["tag"] in ("start", "restart")]
+        by_pid[pid] = samples[tagged[0] :] if tagged else samples
     return [
         {
             "pid": pid,
