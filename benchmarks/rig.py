@@ -96,9 +96,13 @@ class Rig:
 
     def daemon(self, stack: ExitStack, server: Qbt, **settings: Any) -> Daemon:
         """A running magnetd for ``server`` with product defaults unless ``settings`` say otherwise."""
+        return self.daemon_for(stack, [instance("bench", server.url, server.password)], **settings)
+
+    def daemon_for(self, stack: ExitStack, instances: list[dict[str, Any]], **settings: Any) -> Daemon:
+        """A running magnetd for ``instances`` (``tests.daemon.instance`` entries), stopped with ``stack``."""
         config: dict[str, Any] = {"probe_interval": DEFAULT_PROBE, "watch": {}}
         config.update(settings)
-        runner = Daemon(self.folder("magnetd"), [instance("bench", server.url, server.password)], **config)
+        runner = Daemon(self.folder("magnetd"), instances, **config)
         for folder in (runner.inbox, runner.sent, runner.failed):
             folder.mkdir(parents=True, exist_ok=True)
         stack.callback(_stop_daemon, runner)

@@ -30,7 +30,7 @@ def torrent_file(name: str = "magnetd-test") -> tuple[bytes, str]:
         b"pieces": secrets.token_bytes(20),
         b"length": 1000,
     }
-    return fastbencode.bencode({b"info": info}), hashlib.sha1(fastbencode.bencode(info)).hexdigest()
+    return fastbencode.bencode({b"info": info}), hashlib.sha1(fastbencode.bencode(info)).hexdigest()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
