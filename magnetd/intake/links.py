@@ -28,6 +28,7 @@ DEFAULT_FETCH_ATTEMPTS = 5
 with the back-off (2, 4, 8, 16 s) an indexer that restarts gets half a minute."""
 
 _HTTP = re.compile(r"https?://", re.IGNORECASE)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_LINK_CHARS = 65536
 """The longest link accepted, as for magnets (:data:`magnetd.intake.magnet.MAX_LINE_CHARS`)."""
@@ -74,8 +75,8 @@ def link_error(text: str) -> Rejected | None:
 
 
 def shown_text(text: str) -> str:
-    """``text`` as it may be shown: a link through :func:`shown`, anything else as it is."""
-    return shown(text) if is_link(text) else text
+    """``text`` as it may be shown: any ``scheme://`` link through :func:`shown`, the rest as it is."""
+    return shown(text) if _URL.match(text.strip()) else text
 
 
 def shown(url: str) -> str:
