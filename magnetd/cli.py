@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from magnetd import __version__, logs
 from magnetd import config as configuration
+from magnetd.intake import links
 from magnetd.intake.magnet import parse_link
 from magnetd.model import ExitCode, Rejected
 from magnetd.records import status
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("check-config", "check the config; print every problem")
     show = command("status", "show what the daemon is doing")
     show.add_argument("--json", action="store_true", help="print one JSON object")
-    add = command("add", "drop magnet links or files into the inbox")
+    add = command("add", "drop magnet links, links to .torrent files, or files into the inbox")
     add.add_argument("links", nargs="+", metavar="MAGNET_OR_FILE")
     retry = command("retry", "move failed files back into the inbox")
     retry.add_argument("names", nargs="*", metavar="NAME", help="files in failed/ (default: all)")
@@ -176,15 +178,25 @@ def add(cfg: configuration.Config, links: Sequence[str]) -> int:
             if source.is_file():
                 name, data = source.name, source.read_bytes()
             else:
-                magnet = parse_link(link)
-                name = f"{time.strftime('%Y%m%d-%H%M%S')}-{magnet.torrent_id[:12]}.magnet"
-                data = (magnet.uri + "\n").encode("utf-8")
+                name, data = _link_file(link)
         except Rejected as exc:
             print(f"magnetd: not added: {exc.reason}: {exc.detail}", file=sys.stderr)
             code = ExitCode.ERROR
             continue
         print(drop_file(inbox, name, data))
     return code
+
+
+def _link_file(link: str) -> tuple[str, bytes]:
+    """The ``.magnet`` file for a magnet, a bare hash, or an http(s) link to a .torrent file."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if links.is_link(link):
+        if (problem := links.link_error(link)) is not None:
+            raise problem
+        digest = hashlib.sha1(link.strip().encode("utf-8")).hexdigest()[:12]
+        return f"{stamp}-link-{digest}.magnet", (link.strip() + "\n").encode("utf-8")
+    magnet = parse_link(link)
+    return f"{stamp}-{magnet.torrent_id[:12]}.magnet", (magnet.uri + "\n").encode("utf-8")
 
 
 def retry(cfg: configuration.Config, names: Sequence[str]) -> int:

@@ -28,6 +28,7 @@ from magnetd.balance.settings import Limits, Strategy
 from magnetd.health import gatespec
 from magnetd.health.gatespec import GateSpec
 from magnetd.intake import options
+from magnetd.intake.links import FetchLimits, fetch_limits
 from magnetd.model import AddOptions
 from magnetd.passwords import PASSWORD_SOURCES
 from magnetd.passwords import resolve as _resolve
@@ -144,6 +145,7 @@ class Config:
     http: Http | None = None
     warnings: tuple[str, ...] = ()
     strategy: Strategy = Strategy.PRIORITY  # dispatch.strategy
+    fetch: FetchLimits = field(default_factory=FetchLimits)  # limits.max_torrent_bytes, fetch_*
 
     def secrets(self) -> Iterator[str]:
         """Every secret value, for the log's redaction."""
@@ -426,6 +428,7 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
         http=settings.build_http(raw.get("http"), base, environ),
         warnings=tuple(_warnings(raw, path)),
         strategy=balance.strategy(raw),
+        fetch=fetch_limits(limits),
     )
 
 

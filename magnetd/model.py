@@ -161,7 +161,11 @@ class Magnet:
 
 @dataclass(frozen=True)
 class Entry:
-    """One thing to add: a magnet or a whole ``.torrent`` file."""
+    """One thing to add: a magnet, a whole ``.torrent`` file, or a link to fetch one.
+
+    ``link`` is an ``http(s)://`` URL not fetched yet: its ``torrent_id`` is empty
+    until :mod:`magnetd.delivery.fetcher` brings back a torrent or a magnet.
+    """
 
     line: int
     torrent_id: str
@@ -169,6 +173,7 @@ class Entry:
     magnet: Magnet | None = None
     torrent: bytes | None = field(default=None, repr=False)
     name: str | None = None
+    link: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,7 @@ class Item:
     entries: tuple[Entry, ...]
     rejects: tuple[LineError, ...] = ()
     options: AddOptions = AddOptions()
+    links: int = 0  # entries that are links still to fetch: 0 for every file of magnets only
 
 
 @dataclass(frozen=True)

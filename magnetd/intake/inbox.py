@@ -61,6 +61,9 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._files)
 
+    def __contains__(self, path: object) -> bool:
+        return path in self._files
+
     def note(self, seen: Seen) -> None:
         """Record a path the watcher or a scan reported."""
         path = seen.path

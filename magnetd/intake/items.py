@@ -17,6 +17,7 @@ from typing import Any
 from fastbencode import bdecode, bencode
 
 from magnetd.intake import options
+from magnetd.intake.links import is_link, link_error
 from magnetd.intake.magnet import parse_link, parse_magnet, snippet
 from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
 
@@ -75,11 +76,21 @@ def _nothing_good(errors: list[LineError], what: str) -> Rejected:
 
 def _link_entry(line: int, text: str) -> Entry | LineError:
     """An Entry for a link, or a LineError saying why it is bad."""
+    if is_link(text):
+        return _fetch_entry(line, text)
     try:
         magnet = parse_link(text)
     except Rejected as exc:
         return LineError(line=line, reason=exc.reason, detail=exc.detail, text=text)
     return _magnet_entry(line, text, magnet)
+
+
+def _fetch_entry(line: int, text: str) -> Entry | LineError:
+    """An Entry for an ``http(s)://`` link to fetch, or a LineError (too long, control characters)."""
+    problem = link_error(text)
+    if problem is not None:
+        return LineError(line=line, reason=problem.reason, detail=problem.detail, text=text)
+    return Entry(line=line, torrent_id="", text=text, link=text.strip())
 
 
 def _magnet_entry(line: int, text: str, magnet: Magnet) -> Entry:
@@ -93,7 +104,8 @@ def _build(kind: FileKind, results: list[Entry | LineError], what: str, options:
     errors = [r for r in results if isinstance(r, LineError)]
     if not entries:
         raise _nothing_good(errors, what)
-    return Item(kind=kind, entries=entries, rejects=tuple(errors), options=options)
+    links = sum(1 for e in entries if e.link is not None)
+    return Item(kind=kind, entries=entries, rejects=tuple(errors), options=options, links=links)
 
 
 def _magnet_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -131,6 +143,8 @@ def _parse_url_file(data: bytes) -> Item:
     number, value = _shortcut_url(_decode(data, utf16=True))
     if not value:
         raise Rejected("bad_shortcut", "the URL= key is empty")
+    if is_link(value):
+        return _build(FileKind.URL, [_fetch_entry(number, value)], "", AddOptions())
     try:
         magnet = parse_magnet(value)
     except Rejected as exc:

@@ -22,6 +22,7 @@ from typing import Any
 
 from magnetd.clock import now_iso
 from magnetd.config import Folders
+from magnetd.intake.links import shown_text
 from magnetd.model import LineError
 
 ERROR_SUFFIX = ".error.json"
@@ -287,6 +288,17 @@ def prune(root: Path, days: float, now: float | None = None) -> int:
     return removed
 
 
+def _line_record(line: LineError) -> dict[str, Any]:
+    """One line of an ``.error.json``: a link's query (API keys, passkeys) shown as ``?…``.
+
+    The failed file itself keeps the link whole, for ``magnetd retry``.
+    """
+    record = {k: v for k, v in asdict(line).items() if k != "text" or v}
+    if "text" in record:
+        record["text"] = shown_text(record["text"])
+    return record
+
+
 def error_record(
     reason: str,
     detail: str,
@@ -299,5 +311,5 @@ def error_record(
         "detail": detail,
         "failed_at": now_iso(),
         "instance": instance,
-        "lines": [{k: v for k, v in asdict(line).items() if k != "text" or v} for line in lines],
+        "lines": [_line_record(line) for line in lines],
     }

@@ -15,6 +15,7 @@ from magnetd.balance.router import Balance
 from magnetd.config import Config
 from magnetd.delivery.courier import Couriers
 from magnetd.delivery.dispatch import Dispatcher
+from magnetd.delivery.fetches import Fetches
 from magnetd.delivery.ledger import Ledger
 from magnetd.delivery.qbittorrent import Client
 from magnetd.delivery.settler import Counters, Settler
@@ -59,6 +60,7 @@ class Parts:
         self.ledger = Ledger(self.clients, self.health, config.batch_size)
         self.courier = Couriers()
         self.settler = Settler(self.spool, inbox, counters, announcer)
+        self.fetches = Fetches(config.fetch, inbox, self.settler, wake)
         self.dispatcher = Dispatcher(
             config,
             self.clients,
@@ -94,6 +96,7 @@ class Parts:
 
     def close(self) -> None:
         self.prober.stop()
+        self.fetches.close()
         self.courier.close()
         if self.gates is not None:
             self.gates.close()

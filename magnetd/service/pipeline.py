@@ -60,6 +60,8 @@ class Pipeline:
             if self.stopping() or self.hold.active:
                 return
             job = dispatcher.load(waiting)
+            if job is not None and job.item.links:  # links to .torrent files: fetched first
+                job = self.parts.fetches.resolve(job)
             if job is None:
                 continue
             batch.append(job)

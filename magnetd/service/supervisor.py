@@ -208,6 +208,7 @@ class Supervisor:
         if now >= self._next_prune:
             self._prune()
         self.parts.ledger.check()
+        self.parts.fetches.ripen()
         self._drain()
         self.hold.tell()
         self.notices.announcer.tick()

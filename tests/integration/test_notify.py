@@ -103,7 +103,7 @@ def test_every_kind_of_target_gets_the_test_and_one_digest_of_ten_failures(
     daemon.start()
     with daemon:
         for index in range(10):
-            drop(daemon.inbox, f"bad-{index}.magnet", f"https://example.invalid/{index}\n")
+            drop(daemon.inbox, f"bad-{index}.magnet", f"ftp://example.invalid/{index}\n")
         wait_for(lambda: len(events(hook, "file_failed")) == 1, 20, "one file_failed digest at the webhook")
         digest = events(hook, "file_failed")[0]
         assert digest["data"]["count"] == 10

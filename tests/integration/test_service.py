@@ -194,7 +194,7 @@ def test_magnetd_add_reaches_qbittorrent(daemon: Daemon, qbt: Qbt, tmp_path: Pat
     api.login()
     wait_for(lambda: len(api.torrents(hashes=f"{infohash}|{torrent_hash}")) == 2, 30, "both added")
     wait_for(lambda: len(daemon.files(daemon.sent)) == 2, 10, "both in sent/")
-    bad = daemon.command("add", "https://example.invalid/not-a-magnet")
+    bad = daemon.command("add", "ftp://example.invalid/not-a-magnet")
     assert bad.returncode == 1 and "not_magnet" in bad.stderr
     assert daemon.stop() == 0
 

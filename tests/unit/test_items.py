@@ -119,24 +119,24 @@ def test_lone_cr_newlines() -> None:
 
 
 def test_some_bad_lines() -> None:
-    text = f"{M1}\nhttps://example.com\n\n{M2}\nmagnet:?dn=x\n{H1[:-1]}\n"
+    text = f"{M1}\nftp://example.com\n\n{M2}\nmagnet:?dn=x\n{H1[:-1]}\n"
     item = parse_item("a.magnet", text.encode())
     assert [e.line for e in item.entries] == [1, 4]
     assert [(r.line, r.reason, r.text) for r in item.rejects] == [
-        (2, "not_magnet", "https://example.com"),
+        (2, "not_magnet", "ftp://example.com"),
         (5, "missing_xt", "magnet:?dn=x"),
         (6, "bad_hash", H1[:-1]),
     ]
 
 
 def test_single_bad_line_gives_its_reason() -> None:
-    exc = rejected("a.magnet", b"https://example.com\n")
+    exc = rejected("a.magnet", b"ftp://example.com\n")
     assert exc.reason == "not_magnet"
-    assert exc.lines == (LineError(1, "not_magnet", exc.detail, "https://example.com"),)
+    assert exc.lines == (LineError(1, "not_magnet", exc.detail, "ftp://example.com"),)
 
 
 def test_all_bad_lines_no_magnet() -> None:
-    exc = rejected("a.magnet", b"# c\nhttp://a\n\nmagnet:?dn=x\n")
+    exc = rejected("a.magnet", b"# c\nfile:///a\n\nmagnet:?dn=x\n")
     assert exc.reason == "no_magnet"
     assert [(e.line, e.reason) for e in exc.lines] == [(2, "not_magnet"), (4, "missing_xt")]
 
@@ -201,9 +201,9 @@ def test_bad_shortcut(text: str) -> None:
 
 
 def test_url_not_magnet() -> None:
-    exc = rejected("a.url", shortcut("https://example.com/" + "x" * 5000).encode())
+    exc = rejected("a.url", shortcut("ftp://example.com/" + "x" * 5000).encode())
     assert exc.reason == "not_magnet"
-    assert "https" in exc.detail
+    assert "ftp" in exc.detail
     assert len(exc.detail) <= 200
     assert exc.lines[0].line == 5
 
@@ -219,7 +219,7 @@ def test_json_workflow_format() -> None:
     queue = {
         "saved_at": "2026-11-01T10:00:00Z",
         "reason": "x",
-        "magnets": [M1, H2, 7, "https://example.com"],
+        "magnets": [M1, H2, 7, "ftp://example.com"],
         "instructions": "...",
         "category": "tv",
         "savepath": "/data/tv",
@@ -232,7 +232,7 @@ def test_json_workflow_format() -> None:
     assert [(e.line, e.torrent_id, e.text) for e in item.entries] == [(1, H1, M1), (2, H2, H2)]
     assert [(r.line, r.reason, r.text) for r in item.rejects] == [
         (3, "not_a_string", "7"),
-        (4, "not_magnet", "https://example.com"),
+        (4, "not_magnet", "ftp://example.com"),
     ]
 
 
@@ -255,9 +255,9 @@ def test_json_not_a_string_only() -> None:
 
 def test_json_no_magnet() -> None:
     assert rejected("q.json", b'{"magnets": []}').reason == "no_magnet"
-    exc = rejected("q.json", b'["http://a", null]')
+    exc = rejected("q.json", b'["ftp://a", null]')
     assert exc.reason == "no_magnet"
-    assert [(e.line, e.text) for e in exc.lines] == [(1, "http://a"), (2, "null")]
+    assert [(e.line, e.text) for e in exc.lines] == [(1, "ftp://a"), (2, "null")]
 
 
 @pytest.mark.parametrize("text", ["{", "[1,]", "magnets", '{"magnets": [1e99999999999]}x'])

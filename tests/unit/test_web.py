@@ -149,7 +149,7 @@ def test_add_takes_a_torrent_file_by_its_content_type(url: str, backend: FakeBac
 
 def test_add_needs_the_token_and_refuses_bad_bodies_whole(url: str, backend: FakeBackend) -> None:
     assert requests.post(f"{url}/api/add", data=MAGNET, timeout=5).status_code == 401
-    answer = requests.post(f"{url}/api/add", data="https://example.com/x", headers=AUTH, timeout=5)
+    answer = requests.post(f"{url}/api/add", data="ftp://example.com/x", headers=AUTH, timeout=5)
     assert answer.status_code == 400 and answer.json()["error"] == "not_magnet"
     answer = requests.post(f"{url}/api/add", data=f"{MAGNET}\nnot a link\n", headers=AUTH, timeout=5)
     body = answer.json()
