@@ -21,8 +21,7 @@ import pytest
 
 from tests.daemon import Daemon, drop, wait_for
 from tests.integration.conftest import magnet
-from tests.qbt import Qbt, free_port
-from tests.realparts import need_program
+from tests.qbt import Qbt, free_port, need_qbt
 
 pytestmark = pytest.mark.real
 
@@ -32,7 +31,7 @@ PLACEHOLDER = "your-webui-password"
 @pytest.fixture
 def qbt(tmp_path: Path) -> Iterator[Qbt]:
     """A fresh instance: the failed logins here count towards its ban, nobody else's."""
-    need_program("qbittorrent-nox")
+    need_qbt()
     with Qbt(tmp_path / "qbt") as server:
         yield server
 
