@@ -425,9 +425,9 @@ class Client:
         elif code == 200 and body == "Fails.":
             raise self._refused("AUTH_FAILED", "qBittorrent refused the username or password")
         elif code == 401:
-            detail = (
-                "qBittorrent answered 401: a wrong username or password, or (before 5.2) a Host"
-                " header it does not accept (reverse proxy or port mapping)"
+            detail = (  # 5.2+ answers a wrong password so; every version a Host header it refuses
+                "qBittorrent refused the username or password (it answered 401, which also means a"
+                " Host header it does not accept: reverse proxy or port mapping)"
             )
             raise self._refused("AUTH_FAILED", detail)
         elif code == 403:
