@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from magnetd import passwords
+from magnetd import apikeys, passwords
 from magnetd.balance import settings as balance
 from magnetd.balance.settings import Limits, Strategy
 from magnetd.health import gatespec
@@ -99,6 +99,7 @@ class Instance:
     password_source: str = "password"
     password_from: str = ""  # where, for messages: "password_env QBT_PASSWORD"; never the password
     password_file: Path | None = None  # watched for a new password while the login fails
+    api_key: Secret = field(default=Secret(""), repr=False)  # qBittorrent 5.2+: instead of a login
     requires_vpn: bool = False  # whether it needs any gate (``requires``)
     requires: frozenset[str] = frozenset()  # the names of the gates it needs
     require_connection: bool = False  # not eligible while qBittorrent says it is disconnected
@@ -150,6 +151,7 @@ class Config:
     def secrets(self) -> Iterator[str]:
         """Every secret value, for the log's redaction."""
         yield from (i.password for i in self.instances)
+        yield from (i.api_key for i in self.instances if i.api_key)
         yield from (g.api_key for g in self.gates if g.api_key)
         yield from settings.secrets(self.notify, self.http)
 
@@ -332,6 +334,12 @@ def _is_file(path: Path) -> bool:
 def _password_problems(
     inst: Mapping[str, Any], key: str, accepted: Accepted, base: Path, environ: Mapping[str, str]
 ) -> Iterator[Problem]:
+    if apikeys.used(inst):  # an API key instead of username + password
+        yield from (Problem(*found) for found in apikeys.problems(inst, key, accepted, base, environ))
+        return
+    if "username" not in inst:
+        hint = "add username, or authenticate with api_key_env or api_key_file (qBittorrent 5.2+)"
+        yield Problem(f"{key}.username", "is required but missing", hint)
     sources = [s for s in PASSWORD_SOURCES if s in inst]
     if len(sources) != 1:
         what = "none is set" if not sources else f"{', '.join(sources)} are all set"
@@ -382,17 +390,18 @@ def _build(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None) -
     gates = gatespec.build(vpn, base, environ)
     instances = []
     for inst in raw["instances"]:
-        password = passwords.read_password(inst, base, environ) if environ is not None else ""
+        auth = apikeys.auth_fields(inst, base, path, environ)
         verify = inst.get("verify_tls", True)
         instances.append(
             Instance(
                 name=inst["name"],
                 url=inst["url"],
-                username=inst["username"],
-                password=Secret(password),
-                password_source=passwords.source_key(inst) if environ is not None else "",
-                password_from=passwords.origin(inst, base, path),
-                password_file=passwords.password_file(inst, base),
+                username=auth["username"],
+                password=Secret(auth.get("password", "")),
+                api_key=Secret(auth.get("api_key", "")),
+                password_source=auth["password_source"],
+                password_from=auth["password_from"],
+                password_file=auth["password_file"],
                 requires_vpn=bool(gatespec.required(inst.get("requires_vpn"), gates)),
                 requires=gatespec.required(inst.get("requires_vpn"), gates),
                 require_connection=bool(inst.get("require_connection", False)),

@@ -78,6 +78,10 @@ class FakeClient:
         self._call("version")
         return self.webapi
 
+    def app_version(self) -> str:
+        self._call("app_version")
+        return "v4.5.2" if self.webapi.startswith("2.8.") else "v5.3.0"
+
     def connection_status(self) -> str:
         self._call("connection_status")
         return self.connection

@@ -23,7 +23,41 @@ from typing import IO, Any
 
 import requests
 
-PROGRAM = "qbittorrent-nox"
+from tests.realparts import missing, need_program, need_root
+
+SID_WRAPPER = Path(__file__).resolve().parent.parent / "scripts" / "qbt-sid"
+"""Runs the qbittorrent-nox of the Debian unstable root (``scripts/sid-root``) through chroot."""
+BUILDS = {"4.5": "qbittorrent-nox", "system": "qbittorrent-nox", "5.3": str(SID_WRAPPER)}
+"""``MAGNETD_QBT`` values: the host's qbittorrent-nox (Debian 12: 4.5.2), or 5.3 from Debian unstable."""
+
+
+def chosen_build() -> str:
+    """Which qBittorrent the suite runs against: ``MAGNETD_QBT`` (``system``, the default, or ``5.3``)."""
+    build = os.environ.get("MAGNETD_QBT", "").strip() or "system"
+    if build not in BUILDS:
+        raise ValueError(f"MAGNETD_QBT={build!r}: expected one of {', '.join(sorted(BUILDS))}")
+    return build
+
+
+PROGRAM = BUILDS[chosen_build()]
+"""The command that starts the chosen ``qbittorrent-nox``."""
+_checked: dict[str, str] = {}
+
+
+def need_qbt() -> str:
+    """The chosen qbittorrent-nox's command, or a skip (a failure in CI) saying what is missing."""
+    if str(SID_WRAPPER) != PROGRAM:
+        return need_program(PROGRAM)
+    need_root("qBittorrent from the Debian unstable root (chroot)")
+    if PROGRAM not in _checked:
+        done = subprocess.run([PROGRAM, "--version"], capture_output=True, text=True, timeout=60)
+        _checked[PROGRAM] = done.stdout.strip() if done.returncode == 0 else ""
+        if not _checked[PROGRAM]:
+            why = done.stderr.strip()[-300:]
+            missing(f"MAGNETD_QBT=5.3 but {PROGRAM} does not run (build it: scripts/sid-root): {why}")
+    if not _checked[PROGRAM]:
+        missing(f"MAGNETD_QBT=5.3 but {PROGRAM} does not run (build the root: scripts/sid-root)")
+    return PROGRAM
 
 
 def free_port() -> int:
@@ -107,6 +141,10 @@ class QbtApi:
         """``app/webapiVersion``."""
         return self.request("GET", "app/webapiVersion").text.strip()
 
+    def webapi(self) -> tuple[int, ...]:
+        """``app/webapiVersion`` as numbers, to compare: ``(2, 8, 19)`` on 4.5.2, ``(2, 16, 2)`` on 5.3.0."""
+        return tuple(int(part) for part in self.version().split("."))
+
     def torrents(self, **filters: str) -> list[dict[str, Any]]:
         """``torrents/info`` with the given filters (``hashes``, ``category``, ...)."""
         data: list[dict[str, Any]] = self.request("POST", "torrents/info", data=filters).json()
@@ -179,7 +217,10 @@ class Qbt:
 
     def environment(self) -> dict[str, str]:
         """A clean environment: C.UTF-8, ``HOME`` inside ``root``, no ``QBT_*``."""
-        return {"LANG": "C.UTF-8", "HOME": str(self.root), "PATH": os.environ.get("PATH", "")}
+        env = {"LANG": "C.UTF-8", "HOME": str(self.root), "PATH": os.environ.get("PATH", "")}
+        if "MAGNETD_SID_ROOT" in os.environ:  # where scripts/qbt-sid finds the Debian unstable root
+            env["MAGNETD_SID_ROOT"] = os.environ["MAGNETD_SID_ROOT"]
+        return env
 
     def start(self, timeout: float = 30) -> None:
         """Start the instance and wait until a login and ``app/webapiVersion`` work."""

@@ -35,6 +35,9 @@ BACKOFF_FIRST = 600.0
 in a row (for an hour, by default), and a ban locks out the user's own browser too."""
 BACKOFF_MAX = 24 * 3600.0
 """The longest wait between two login attempts (the wait doubles from ``BACKOFF_FIRST``)."""
+KEY_BACKOFF_FIRST = 60.0
+"""Seconds to wait after qBittorrent refused the API key: it bans no address for a wrong key
+(5.3.0: 403 seven times in a row, no ban), but a refused key is never asked again at once."""
 
 _BODY_EXCERPT = 200  # characters of an unexpected answer kept in a detail: enough to recognise it
 _ADD_STATUSES = (200, 202, 204, 409, 415)  # torrents/add answers read by _add_answer (409, 415: 5.2+)
@@ -179,6 +182,7 @@ class ClientApi(Protocol):
     """The calls the dispatcher, prober, ledger and courier make: a :class:`Client`, or a test's fake."""
 
     def version(self) -> str: ...
+    def app_version(self) -> str: ...
     def connection_status(self) -> str: ...
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer: ...
     def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer: ...
@@ -197,10 +201,12 @@ class Client:
         verify: bool | str = True,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        api_key: str = "",
     ) -> None:
         self.url = url
         self.username = username
         self._password = password
+        self._api_key = api_key  # qBittorrent 5.2+: sent as a Bearer token on every request, no login
         self._base = api_base(url)
         self._endpoint = Endpoint.of(url)
         self._verify = verify
@@ -209,6 +215,9 @@ class Client:
         self._lock = threading.Lock()
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "magnetd"
+        if api_key:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
+        self._app_version = ""  # app/version, asked once per session
         self._logged_in = False
         self._failures = 0
         self._blocked_until: float | None = None
@@ -243,6 +252,13 @@ class Client:
         """The WebAPI version (``app/webapiVersion``); also the health probe."""
         with self._lock:
             return self._call("GET", "app/webapiVersion").text.strip()
+
+    def app_version(self) -> str:
+        """qBittorrent's own version (``app/version``, e.g. ``v5.3.0``); asked again after a new login."""
+        with self._lock:
+            if not self._app_version:
+                self._app_version = self._call("GET", "app/version").text.strip()
+            return self._app_version
 
     def connection_status(self) -> str:
         """``transfer/info``'s ``connection_status``: connected, firewalled or disconnected."""
@@ -334,7 +350,9 @@ class Client:
         )
 
     def _hide(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        for secret in (self._password, self._api_key):
+            text = text.replace(secret, "***") if secret else text
+        return text
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP request, with requests' exceptions turned into InstanceError."""
@@ -360,6 +378,8 @@ class Client:
         self, method: str, path: str, accept: Collection[int] = (200,), **kwargs: Any
     ) -> requests.Response:
         """A request that needs a session: log in first if needed, and again once on 403."""
+        if self._api_key:
+            return self._keyed_call(method, path, accept, **kwargs)
         if not self._logged_in:
             self._login()
         response = self._send(method, path, **kwargs)
@@ -373,6 +393,23 @@ class Client:
             self._logged_in = False
         raise self._unexpected(response, path)
 
+    def _keyed_call(
+        self, method: str, path: str, accept: Collection[int], **kwargs: Any
+    ) -> requests.Response:
+        """A request with the API key: no login; a 403 means the key is wrong (never asked again at once)."""
+        self._check_backoff()
+        response = self._send(method, path, **kwargs)
+        if response.status_code in accept:
+            self._failures = 0
+            return response
+        if response.status_code == 403:
+            self._app_version = ""
+            detail = (
+                "qBittorrent refused the API key (403): a wrong or rotated key, or a qBittorrent before 5.2"
+            )
+            raise self._refused("AUTH_FAILED", detail)
+        raise self._unexpected(response, path)
+
     def _login(self) -> None:
         """Post the credentials, unless the back-off forbids it; raise on any failure."""
         self._check_backoff()
@@ -382,14 +419,15 @@ class Client:
         code, body = response.status_code, response.text.strip()
         if code == 204 or (code == 200 and body == "Ok."):
             self._logged_in = True
+            self._app_version = ""  # perhaps a new qBittorrent behind the same address
             self._failures = 0
             self._blocked_until = None
         elif code == 200 and body == "Fails.":
             raise self._refused("AUTH_FAILED", "qBittorrent refused the username or password")
         elif code == 401:
-            detail = (
-                "qBittorrent answered 401: a wrong username or password, or (before 5.2) a Host"
-                " header it does not accept (reverse proxy or port mapping)"
+            detail = (  # 5.2+ answers a wrong password so; every version a Host header it refuses
+                "qBittorrent refused the username or password (it answered 401, which also means a"
+                " Host header it does not accept: reverse proxy or port mapping)"
             )
             raise self._refused("AUTH_FAILED", detail)
         elif code == 403:
@@ -415,7 +453,8 @@ class Client:
 
     def _refused(self, status: str, detail: str) -> InstanceError:
         """Start (or lengthen) the back-off after a refused login."""
-        delay = min(BACKOFF_FIRST * 2**self._failures, BACKOFF_MAX)
+        first = KEY_BACKOFF_FIRST if self._api_key else BACKOFF_FIRST
+        delay = min(first * 2**self._failures, BACKOFF_MAX)
         self._failures += 1
         self._blocked_until = self._clock() + delay
         self._block_status = status

@@ -33,7 +33,8 @@ def failure_detail(inst: Instance, error: InstanceError, now: dt.datetime) -> st
     """The status detail for ``error``: for a refused login, the source, the next attempt and the fix."""
     if error.status not in LOGIN_STATUSES:
         return error.detail
-    parts = [f"{error.reason} (password from {inst.password_from})" if inst.password_from else error.reason]
+    secret = "key" if inst.api_key else "password"
+    parts = [f"{error.reason} ({secret} from {inst.password_from})" if inst.password_from else error.reason]
     if error.retry_in is not None:
         at = now + dt.timedelta(seconds=error.retry_in)
         parts.append(f"next login attempt at {iso(at)}, in {duration(error.retry_in)}")
@@ -52,6 +53,10 @@ def empty_detail(inst: Instance) -> str:
 def how_to_retry(inst: Instance) -> str:
     """How to make magnetd log in again now, for the password source ``inst`` uses."""
     reload = f"or reload ({reload_command()}), to retry at once"
+    if inst.password_source == "api_key_file":
+        return f"make a new key (app/rotateAPIKey), write it to the key file, {reload}"
+    if inst.password_source == "api_key_env":
+        return "magnetd reads its environment only when it starts: restart it with the right key"
     if inst.password_source == "password_file":
         return f"fix the password, then save the password file or the config, {reload}"
     if inst.password_source == "password_env":

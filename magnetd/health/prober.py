@@ -124,7 +124,7 @@ class Prober(threading.Thread):
         return result
 
     def _probe(self, inst: Instance) -> None:
-        if not inst.password:  # the config refuses an empty source: never send an empty password anyway
+        if not (inst.password or inst.api_key):  # the config refuses an empty source: never send one
             self.health.set_instance(inst.name, InstanceStatus.NOT_CONFIGURED, empty_detail(inst))
             return
         blocked = self.health.blocked(inst)
@@ -134,6 +134,7 @@ class Prober(threading.Thread):
         client = self.clients[inst.name]
         try:
             version = self._timed(inst.name, client.version)
+            app = client.app_version()  # asked once per session
             disconnected = inst.require_connection and client.connection_status() == "disconnected"
             if self.balance is not None:
                 probe_load(self.balance, inst.name, client)
@@ -145,9 +146,9 @@ class Prober(threading.Thread):
         else:
             if disconnected:  # require_connection: e.g. its bound network interface is gone
                 detail = "qBittorrent reports connection_status disconnected (is its network interface gone?)"
-                self.health.set_instance(inst.name, InstanceStatus.DISCONNECTED, detail, version)
+                self.health.set_instance(inst.name, InstanceStatus.DISCONNECTED, detail, version, app)
             else:
-                self.health.set_instance(inst.name, InstanceStatus.OK, "", version)
+                self.health.set_instance(inst.name, InstanceStatus.OK, "", version, app)
 
     def _timed(self, target: str, probe: Callable[[], T]) -> T:
         started = time.monotonic()

@@ -44,6 +44,7 @@ class _State:
     detail: str = "not probed yet"
     since: str = field(default_factory=now_iso)
     version: str | None = None
+    app_version: str | None = None  # qBittorrent's own (app/version)
     last_error: str | None = None
     limit: tuple[str, str, str] | None = None  # (status, detail, since) of a limit while probed OK
 
@@ -116,12 +117,16 @@ class Health:
                 f"VPN gate {n} is {self._gates[n].status}: {self._gates[n].detail}" for n in down
             )
 
-    def set_instance(self, name: str, status: str, detail: str = "", version: str | None = None) -> None:
+    def set_instance(
+        self, name: str, status: str, detail: str = "", version: str | None = None, app: str | None = None
+    ) -> None:
         with self._lock:
             state = self._states[name]
             changed = _update(state, status, detail, ok=InstanceStatus.OK)
             if version:
                 state.version = version
+            if app:
+                state.app_version = app
         if changed:
             self._changed()
             level = log.info if status == InstanceStatus.OK else log.warning
@@ -233,6 +238,7 @@ class Health:
                     since=shown[2],
                     requires_vpn=inst.requires_vpn,
                     webapi=s.version,
+                    qbittorrent=s.app_version,
                     last_error=s.last_error,
                 )
                 for inst in self._instances

@@ -26,6 +26,7 @@ class InstanceView:
     since: str = ""
     requires_vpn: bool = False
     webapi: str | None = None
+    qbittorrent: str | None = None  # app/version, e.g. v5.3.0
     last_error: str | None = None
 
 
@@ -144,6 +145,8 @@ def render(snapshot: dict[str, Any] | None, now: dt.datetime | None = None) -> s
         )
     for inst in snapshot["instances"]:
         text = f"  {inst['name']:<12} {inst['status']:<14} {inst['url']}"
+        if inst.get("qbittorrent") or inst.get("webapi"):
+            text += f"  qBittorrent {inst.get('qbittorrent') or '?'} (WebAPI {inst.get('webapi') or '?'})"
         if inst.get("status") != InstanceStatus.OK and (inst.get("detail") or inst.get("last_error")):
             text += f"\n  {'':<12} {inst.get('detail') or inst.get('last_error')}"
         lines.append(text)

@@ -47,7 +47,9 @@ class Parts:
         self.config = config
         self.metrics = metrics
         self.clients = {
-            i.name: Client(i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout)
+            i.name: Client(
+                i.url, i.username, i.password, verify=i.verify_tls, timeout=i.timeout, api_key=i.api_key
+            )
             for i in config.instances
         }
         self.gates = Gates(config.gates) if config.gates else None

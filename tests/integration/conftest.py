@@ -12,8 +12,7 @@ import pytest
 
 from tests.daemon import Daemon, instance
 from tests.netns import Gateway
-from tests.qbt import Qbt
-from tests.realparts import need_program
+from tests.qbt import Qbt, need_qbt
 
 
 def magnet(name: str = "magnetd-test") -> tuple[str, str]:
@@ -36,7 +35,7 @@ def torrent_file(name: str = "magnetd-test") -> tuple[bytes, str]:
 @pytest.fixture(scope="module")
 def qbt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Qbt]:
     """One real qbittorrent-nox on 127.0.0.1 for the module's tests."""
-    need_program("qbittorrent-nox")
+    need_qbt()
     server = Qbt(tmp_path_factory.mktemp("qbt"))
     server.start()
     yield server
@@ -54,7 +53,7 @@ def daemon(tmp_path: Path, qbt: Qbt) -> Iterator[Daemon]:
 
 @pytest.fixture
 def two_qbts(tmp_path: Path) -> Iterator[tuple[Qbt, Qbt]]:
-    need_program("qbittorrent-nox")
+    need_qbt()
     primary = Qbt(tmp_path / "qbt-primary", host_header_validation=False)  # reached through a relay
     secondary = Qbt(tmp_path / "qbt-secondary")
     primary.start()
@@ -74,7 +73,7 @@ def gateway() -> Iterator[Gateway]:
 @pytest.fixture
 def own_qbt(tmp_path: Path) -> Iterator[Qbt]:
     """A qbittorrent-nox of the test's own, which it may stop and start."""
-    need_program("qbittorrent-nox")
+    need_qbt()
     server = Qbt(tmp_path / "own-qbt")
     server.start()
     yield server

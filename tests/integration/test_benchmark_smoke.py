@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realparts import need_program
+from tests.qbt import need_qbt
 
 pytestmark = pytest.mark.real
 
@@ -43,7 +43,7 @@ QUICK_FIGURES = [
 
 
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
-    need_program("qbittorrent-nox")
+    need_qbt()
     out = tmp_path / "results"
     command = [
         sys.executable,

@@ -14,7 +14,7 @@ import pytest
 
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet
-from tests.qbt import Qbt
+from tests.qbt import Qbt, need_qbt
 from tests.realparts import need_program, need_root
 
 MiB = 1024 * 1024
@@ -44,7 +44,7 @@ BAD: dict[str, tuple[bytes, str]] = {
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[tuple[Qbt, Daemon]]:
-    need_program("qbittorrent-nox")
+    need_qbt()
     qbt = Qbt(tmp_path / "qbt")
     qbt.start()
     daemon = Daemon(tmp_path / "magnetd", [instance("local", qbt.url, qbt.password)])

@@ -15,15 +15,14 @@ import pytest
 
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet
-from tests.qbt import Qbt
-from tests.realparts import need_program
+from tests.qbt import Qbt, need_qbt
 
 NAMES = ("a", "b", "c")
 
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Qbt]]:
-    need_program("qbittorrent-nox")
+    need_qbt()
     root = tmp_path_factory.mktemp("three")
     servers = [Qbt(root / name) for name in NAMES]
     for server in servers:

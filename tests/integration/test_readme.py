@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import wait_for
-from tests.qbt import Qbt
-from tests.realparts import need_program, need_root
+from tests.qbt import Qbt, need_qbt
+from tests.realparts import need_root
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "magnetd-readme-pass"
@@ -47,7 +47,7 @@ def checkout(tmp_path: Path) -> Path:
 @pytest.fixture
 def qbt_8080(tmp_path: Path) -> Iterator[Qbt]:
     need_root("a qBittorrent on 127.0.0.1:8080 inside the tests' own network namespace")
-    need_program("qbittorrent-nox")
+    need_qbt()
     with Qbt(tmp_path / "qbt", port=8080, password=PASSWORD) as server:
         yield server
 

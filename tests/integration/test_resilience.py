@@ -15,8 +15,7 @@ from pathlib import Path
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet
 from tests.netns import Gateway
-from tests.qbt import Qbt
-from tests.realparts import need_program
+from tests.qbt import Qbt, need_qbt
 from tests.tcpproxy import CountingProxy
 
 
@@ -109,7 +108,7 @@ def test_vpn_gate_failover_hold_and_drain(
 @contextlib.contextmanager
 def small_batches(tmp_path: Path) -> Iterator[tuple[Qbt, Daemon]]:
     """One real instance and a daemon (not started) sending 25 magnets per batch: many batches."""
-    need_program("qbittorrent-nox")
+    need_qbt()
     with (
         Qbt(tmp_path / "qbt") as qbt,
         Daemon(
@@ -158,7 +157,7 @@ def test_qbittorrent_stopped_mid_drain_holds_then_drains(tmp_path: Path) -> None
 
 
 def test_wrong_password_does_not_get_the_ip_banned(tmp_path: Path) -> None:
-    need_program("qbittorrent-nox")
+    need_qbt()
     with (
         Qbt(tmp_path / "qbt") as qbt,
         Daemon(
@@ -200,7 +199,7 @@ def test_an_instance_stopped_under_many_batches_logs_one_files_held_for_the_whol
     tmp_path: Path,
 ) -> None:
     """One batch per file: each batch used to log its own `files_held` with `files=1`."""
-    need_program("qbittorrent-nox")
+    need_qbt()
     with (
         Qbt(tmp_path / "qbt") as qbt,
         Daemon(

@@ -102,6 +102,9 @@ class LoadClient:
     def version(self) -> str:
         return "2.8.19"
 
+    def app_version(self) -> str:
+        return "v4.5.2"
+
     def connection_status(self) -> str:
         return "connected"
 
