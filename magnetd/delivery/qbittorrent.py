@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from magnetd.delivery.transport import Endpoint, describe
-from magnetd.model import AddOptions
+from magnetd.model import AddOptions, InstanceStatus
 
 PRESENT_SLICE = 1000
 """Hashes per ``torrents/info`` call when verifying: qBittorrent's cost is per torrent listed
@@ -221,7 +221,7 @@ class Client:
         self._logged_in = False
         self._failures = 0
         self._blocked_until: float | None = None
-        self._block_status = "AUTH_FAILED"
+        self._block_status: str = InstanceStatus.AUTH_FAILED
         self._block_detail = ""
 
     def __repr__(self) -> str:
@@ -372,7 +372,7 @@ class Client:
 
     def _unexpected(self, response: requests.Response, path: str) -> InstanceError:
         code = response.status_code
-        return self._fail(f"HTTP_{code}", f"{path} answered {code}: {excerpt(response)}")
+        return self._fail(InstanceStatus.http(code), f"{path} answered {code}: {excerpt(response)}")
 
     def _call(
         self, method: str, path: str, accept: Collection[int] = (200,), **kwargs: Any
@@ -407,7 +407,7 @@ class Client:
             detail = (
                 "qBittorrent refused the API key (403): a wrong or rotated key, or a qBittorrent before 5.2"
             )
-            raise self._refused("AUTH_FAILED", detail)
+            raise self._refused(InstanceStatus.AUTH_FAILED, detail)
         raise self._unexpected(response, path)
 
     def _login(self) -> None:
@@ -423,18 +423,18 @@ class Client:
             self._failures = 0
             self._blocked_until = None
         elif code == 200 and body == "Fails.":
-            raise self._refused("AUTH_FAILED", "qBittorrent refused the username or password")
+            raise self._refused(InstanceStatus.AUTH_FAILED, "qBittorrent refused the username or password")
         elif code == 401:
             detail = (  # 5.2+ answers a wrong password so; every version a Host header it refuses
                 "qBittorrent refused the username or password (it answered 401, which also means a"
                 " Host header it does not accept: reverse proxy or port mapping)"
             )
-            raise self._refused("AUTH_FAILED", detail)
+            raise self._refused(InstanceStatus.AUTH_FAILED, detail)
         elif code == 403:
             reason = excerpt(response).rstrip(".") or "403 Forbidden"
-            raise self._refused("BANNED", f"qBittorrent refuses logins from here: {reason}")
+            raise self._refused(InstanceStatus.BANNED, f"qBittorrent refuses logins from here: {reason}")
         elif code == 200:
-            raise self._fail("UNKNOWN", f"unexpected login answer: {excerpt(response)}")
+            raise self._fail(InstanceStatus.UNKNOWN, f"unexpected login answer: {excerpt(response)}")
         else:
             raise self._unexpected(response, "auth/login")
 
@@ -481,7 +481,7 @@ class Client:
         """Read a 5.2+ JSON answer of ``torrents/add``."""
         data = self._json(response, "torrents/add")
         if not isinstance(data, dict):
-            raise self._fail("UNKNOWN", f"torrents/add answered: {excerpt(response)}")
+            raise self._fail(InstanceStatus.UNKNOWN, f"torrents/add answered: {excerpt(response)}")
         counts = [data.get(k) for k in ("success_count", "pending_count")]
         accepted = any(isinstance(n, int) and n > 0 for n in counts)
         raw_ids = data.get("added_torrent_ids") or []
@@ -492,11 +492,12 @@ class Client:
         """The list of objects ``torrents/info`` answered."""
         data = self._json(response, "torrents/info")
         if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
-            raise self._fail("UNKNOWN", f"torrents/info answered: {excerpt(response)}")
+            raise self._fail(InstanceStatus.UNKNOWN, f"torrents/info answered: {excerpt(response)}")
         return data
 
     def _json(self, response: requests.Response, path: str) -> Any:
         try:
             return response.json()
         except ValueError:
-            raise self._fail("UNKNOWN", f"{path} answered no JSON: {excerpt(response)}") from None
+            detail = f"{path} answered no JSON: {excerpt(response)}"
+            raise self._fail(InstanceStatus.UNKNOWN, detail) from None
