@@ -92,6 +92,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the --quick sizes (N=200, 10 s idle)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (at least 2; default 3)")
     parser.add_argument("--pair", choices=["notify", "http"], action="append", help="only these (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=["latency", "bulk", "drain", "idle"],
+        action="append",
+        help="only these of each pair's scenarios (repeatable): more repeats of one noisy figure",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for compare.json")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary folders go")
     parser.add_argument("--host-network", action="store_true", help="do not enter a network namespace")
@@ -101,14 +107,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def one_run(root: Path, settings: Settings, pair: Pair, options: Options) -> dict[str, Any]:
+def one_run(
+    root: Path, settings: Settings, pair: Pair, options: Options, only: list[str] | None
+) -> dict[str, Any]:
     """One side of one repeat, in its own folder (removed afterwards)."""
     folder = Path(tempfile.mkdtemp(prefix=f"{pair.name}-{options.label}-", dir=root))
     features = Features(options)
     load = os.getloadavg()[0]
     started = time.monotonic()
     try:
-        done = measure(Rig(folder, None, features), settings, list(pair.only))
+        scenarios = [name for name in pair.only if not only or name in only]
+        done = measure(Rig(folder, None, features), settings, scenarios)
     finally:
         features.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -216,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.quick() if args.quick else Settings(bulk_sizes=(10_000,), drain_size=10_000)
     settings = dataclasses.replace(settings, references=False)
     chosen = [p for name, p in pairs(settings).items() if not args.pair or name in args.pair]
+    chosen = [p for p in chosen if not args.only or set(p.only) & set(args.only)]
     signal.signal(signal.SIGTERM, _terminate)
     network = "host network (--host-network)" if args.host_network else enter_private_network()
     root = Path(tempfile.mkdtemp(prefix="magnetd-compare-", dir=args.workdir))
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             for index, side in enumerate(schedule(args.repeats)):
                 options = pair.options if side else Options()
                 print(f"\n### {pair.name} run {index + 1}/{2 * args.repeats}: {options.label}", flush=True)
-                runs.append(one_run(root, settings, pair, options))
+                runs.append(one_run(root, settings, pair, options, args.only))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summaries = {pair.name: compare(pair, runs) for pair in chosen}
