@@ -23,6 +23,7 @@ class Row:
     unit: str
     ref: str | float | None = None  # another row's key, a fixed number, or None (a reference itself)
     ref_label: str = ""
+    optional: bool = False  # only with --notify or --http: left out of the table when missing
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,36 @@ def rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
         Row(f"drain{drain_n}_s", f"drain {drain_n}: instance answers -> all in sent/", "s", ref),
         Row(f"drain{drain_n}_per_file_ms", f"drain {drain_n}: per file", "ms", per_file_ref),
         Row("idle_cpu_percent", "idle CPU, % of one core", "%", 1.0, "target"),
+        Row("idle_scrapes", "idle: /metrics scrapes (every 15 s, token)", "n", optional=True),
+        Row("idle_scrape_median_ms", "idle: /metrics scrape, median", "ms", optional=True),
+        Row("rss_idle_mb", "peak RSS of the idle daemon", "MiB", 80.0, "target", optional=True),
         Row(f"rss_bulk{big}_mb", f"peak RSS after bulk {big}", "MiB", 80.0, "target"),
         Row(f"rss_drain{drain_n}_mb", f"peak RSS after drain {drain_n}", "MiB", 80.0, "target"),
         Row("rss_peak_mb", "peak RSS (largest of the two)", "MiB", 80.0, "target"),
     ]
+    return out + notify_rows(sizes, drain_n)
+
+
+def notify_rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
+    """With ``--notify``: what the two receivers got from each scenario's daemons."""
+    files: list[tuple[str, float | None]] = [("latency", None)]
+    files += [(f"bulk{n}", float(n)) for n in sizes] + [(f"drain{drain_n}", float(drain_n)), ("idle", None)]
+    out = []
+    for label, count in files:
+        out += [
+            Row(
+                f"notify_{label}_sent_files",
+                f"notify {label}: files in file_sent digests",
+                "n",
+                count,
+                "files sent" if count else "",
+                optional=True,
+            ),
+            Row(f"notify_{label}_webhook_posts", f"notify {label}: webhook POSTs", "n", optional=True),
+            Row(
+                f"notify_{label}_apprise_posts", f"notify {label}: Apprise json:// POSTs", "n", optional=True
+            ),
+        ]
     return out
 
 
@@ -163,11 +190,15 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def table(raw: Raw, sizes: Sequence[int], drain_n: int) -> list[dict[str, Any]]:
-    """One dict per row: key, label, value, unit, ratio, ratio_to, and its target if it has one."""
+def table(raw: Raw, sizes: Sequence[int], drain_n: int, options: str = "none") -> list[dict[str, Any]]:
+    """One dict per row: key, label, value, unit, ratio, ratio_to, its target if it has one, and
+    ``options``: which optional parts of magnetd were on (``none``, ``notify``, ``http``, ``notify+http``).
+    """
     by_key = {t.key: t for t in targets(sizes, drain_n)}
     lines = []
     for row in rows(sizes, drain_n):
+        if row.optional and row.key not in raw:
+            continue
         label = row.ref_label or next((r.label for r in rows(sizes, drain_n) if r.key == row.ref), "")
         line: dict[str, Any] = {
             "key": row.key,
@@ -179,6 +210,7 @@ def table(raw: Raw, sizes: Sequence[int], drain_n: int) -> list[dict[str, Any]]:
             "target": "",
             "limit": None,
             "status": "",
+            "options": options,
         }
         if row.key in by_key:
             limit, status = verdict(raw, by_key[row.key])
@@ -188,8 +220,9 @@ def table(raw: Raw, sizes: Sequence[int], drain_n: int) -> list[dict[str, Any]]:
 
 
 def render(lines: list[dict[str, Any]]) -> str:
-    """The table for people."""
-    out = [f"{'figure':<50} {'value':>10} {'unit':<4} {'ratio':>8}  to"]
+    """The table for people, under a line naming the optional parts that were on."""
+    options = lines[0]["options"] if lines else "none"
+    out = [f"magnetd options: {options}", f"{'figure':<50} {'value':>10} {'unit':<4} {'ratio':>8}  to"]
     for line in lines:
         out.append(
             f"{line['label']:<50} {fmt(line['value']):>10} {line['unit']:<4} {fmt(line['ratio']):>8}  "
@@ -208,7 +241,18 @@ def write(out: Path, result: dict[str, Any]) -> list[Path]:
     written = [out / "results.json", out / "results.csv"]
     written[0].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with written[1].open("w", newline="", encoding="utf-8") as handle:
-        fields = ["key", "label", "value", "unit", "ratio", "ratio_to", "target", "limit", "status"]
+        fields = [
+            "key",
+            "label",
+            "value",
+            "unit",
+            "ratio",
+            "ratio_to",
+            "target",
+            "limit",
+            "status",
+            "options",
+        ]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(result["table"])

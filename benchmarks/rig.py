@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.features import Features, Options
 from benchmarks.probes import BenchError
 from tests.daemon import Daemon, instance
 from tests.qbt import PROGRAM, Qbt, QbtApi
@@ -64,9 +65,11 @@ def rename_in(staging: Path, target: Path, items: list[Magnet]) -> None:
 class Rig:
     """Starts instances and daemons below ``root`` and registers their clean-up."""
 
-    def __init__(self, root: Path, profile_dir: Path | None = None) -> None:
+    def __init__(self, root: Path, profile_dir: Path | None = None, features: Features | None = None) -> None:
         self.root = root
         self.profile_dir = profile_dir  # --profile: py-spy output goes here
+        self.features = features or Features(Options())
+        self.started: list[str] = []  # names of the daemons started, for :meth:`notified`
         self._serial = 0
 
     def folder(self, name: str) -> Path:
@@ -102,12 +105,29 @@ class Rig:
         """A running magnetd for ``instances`` (``tests.daemon.instance`` entries), stopped with ``stack``."""
         config: dict[str, Any] = {"probe_interval": DEFAULT_PROBE, "watch": {}}
         config.update(settings)
-        runner = Daemon(self.folder("magnetd"), instances, **config)
-        for folder in (runner.inbox, runner.sent, runner.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        folder = self.folder("magnetd")
+        env: dict[str, str] = {}
+        self.features.configure(config, env, folder.name)
+        runner = Daemon(folder, instances, **config)
+        runner.env.update(env)
+        self.started.append(folder.name)
+        for sub in (runner.inbox, runner.sent, runner.failed):
+            sub.mkdir(parents=True, exist_ok=True)
         stack.callback(_stop_daemon, runner)
         runner.start()
         return runner
+
+    def notified(self, label: str) -> dict[str, float]:
+        """With ``--notify``: what the receivers got from the daemons started since the last call.
+
+        Call it once those daemons stopped (a stopping daemon sends what waits).
+        """
+        names, self.started = self.started, []
+        totals: dict[str, float] = {}
+        for name in names:
+            for key, count in self.features.tally(name).items():
+                totals[f"notify_{label}_{key}"] = totals.get(f"notify_{label}_{key}", 0.0) + count
+        return totals
 
 
 def _stop_daemon(runner: Daemon) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, scenarios
+from benchmarks.features import Features, Options
 from benchmarks.rig import Rig, enter_private_network, machine
 from benchmarks.scenarios import Settings
 
@@ -51,24 +52,37 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--host-network", action="store_true", help="do not enter a private network namespace"
     )
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="every daemon notifies a webhook and an Apprise json:// URL (local receivers) of file_sent etc.",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="every daemon serves the status endpoint (with a token); idle scrapes /metrics every 15 s",
+    )
     return parser.parse_args(argv)
 
 
 Step = Callable[[], scenarios.Figures]
 
 
-def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[tuple[str, Step]]:
-    """The scenarios in run order; bulk runs once per N. Latency samples go into ``samples``."""
+def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[tuple[str, str, Step]]:
+    """The scenarios in run order, each as (name for --only, label, step); bulk runs once per N.
+
+    Latency samples go into ``samples``.
+    """
 
     def latency() -> scenarios.Figures:
         figures, found = scenarios.latency(rig, settings)
         samples.update(found)
         return figures
 
-    steps: list[tuple[str, Step]] = [("latency", latency)]
-    steps += [("bulk", partial(scenarios.bulk, rig, n, settings)) for n in settings.bulk_sizes]
-    steps.append(("drain", partial(scenarios.drain, rig, settings)))
-    steps.append(("idle", partial(scenarios.idle, rig, settings)))
+    steps: list[tuple[str, str, Step]] = [("latency", "latency", latency)]
+    steps += [("bulk", f"bulk{n}", partial(scenarios.bulk, rig, n, settings)) for n in settings.bulk_sizes]
+    steps.append(("drain", f"drain{settings.drain_size}", partial(scenarios.drain, rig, settings)))
+    steps.append(("idle", "idle", partial(scenarios.idle, rig, settings)))
     return steps
 
 
@@ -85,10 +99,10 @@ class Outcome:
 def measure(rig: Rig, settings: Settings, only: list[str] | None) -> Outcome:
     """Run each scenario; a failed one is reported and the others still run."""
     done = Outcome()
-    for name, step in plan(rig, settings, done.samples):
+    for name, label, step in plan(rig, settings, done.samples):
         if only and name not in only:
             continue
-        print(f"== {name} ...", flush=True)
+        print(f"== {label} ...", flush=True)
         started = time.monotonic()
         try:
             figures = step()
@@ -99,19 +113,21 @@ def measure(rig: Rig, settings: Settings, only: list[str] | None) -> Outcome:
             continue
         finally:
             done.seconds[name] = done.seconds.get(name, 0.0) + time.monotonic() - started
-        done.raw.update(figures)
+            told = rig.notified(label)  # the step's daemons have stopped
+        done.raw.update(figures | told)
         print("   " + ", ".join(f"{k}={report.fmt(v)}" for k, v in figures.items()), flush=True)
     return done
 
 
-def result(meta: dict[str, Any], settings: Settings, done: Outcome) -> dict[str, Any]:
+def result(meta: dict[str, Any], settings: Settings, options: Options, done: Outcome) -> dict[str, Any]:
     """Everything the JSON file holds."""
     report.derive(done.raw, settings.bulk_sizes, settings.drain_size)
     return {
         "meta": meta,
         "settings": asdict(settings),
+        "options": options.describe(),
         "figures": done.raw,
-        "table": report.table(done.raw, settings.bulk_sizes, settings.drain_size),
+        "table": report.table(done.raw, settings.bulk_sizes, settings.drain_size, options.label),
         "samples": done.samples,
         "errors": done.errors,
         "scenario_seconds": done.seconds,
@@ -129,19 +145,23 @@ def _terminate(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     settings = Settings.quick() if args.quick else Settings()
+    options = Options(notify=args.notify, http=args.http)
     signal.signal(signal.SIGTERM, _terminate)
     network = "host network (--host-network)" if args.host_network else enter_private_network()
     root = Path(tempfile.mkdtemp(prefix="magnetd-bench-", dir=args.workdir))
+    features = Features(options)  # its receivers listen inside the private network
     try:
         meta = machine(root, network)
         meta["mode"] = "quick" if args.quick else "full"
+        meta["options"] = options.label
         meta["clock"] = CLOCK.format(poll_ms=settings.latency_poll * 1000, bulk_ms=settings.bulk_poll * 1000)
         print(header(meta), flush=True)
         meta["profiled"] = args.profile  # py-spy slows the daemon: such figures are not comparable
-        done = measure(Rig(root, args.out if args.profile else None), settings, args.only)
+        done = measure(Rig(root, args.out if args.profile else None, features), settings, args.only)
     finally:
+        features.close()
         shutil.rmtree(root, ignore_errors=True)
-    data = result(meta, settings, done)
+    data = result(meta, settings, options, done)
     print()
     print(report.render(data["table"]))
     for path in report.write(args.out, data):

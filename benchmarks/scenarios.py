@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.features import Scraper
 from benchmarks.probes import (
     AnswerProbe,
     BenchError,
@@ -48,6 +49,9 @@ class Settings:
     close: tuple[float, float] = (0.05, 0.5)  # magnetd only: a drop soon after the previous one settled
     latency_poll: float = 0.005  # seconds between two log/main polls while timing single drops
     bulk_poll: float = 0.01
+    # The watched folder and the bare WebAPI: off in benchmarks.compare, which compares magnetd
+    # with itself.
+    references: bool = True
 
     @classmethod
     def quick(cls) -> Settings:
@@ -129,17 +133,19 @@ def latency(rig: Rig, settings: Settings) -> tuple[Figures, dict[str, list[float
         sent = watch_folder(stack, daemon.sent)
         added, settled = timed_drops(daemon.inbox, log, sent, magnets("lat-m", count), settings.pause)
         close, _ = timed_drops(daemon.inbox, log, sent, magnets("lat-c", count), settings.close)
-    with ExitStack() as stack:
-        server, folder = rig.watched_qbt(stack, "latency-watch")
-        log = watch_log(stack, server, settings.latency_poll)
-        watched, _ = timed_drops(folder, log, None, magnets("lat-w", count), settings.pause)
     figures = {
         **summary("lat_magnetd", added),
         **summary("lat_settled", settled),
         **summary("lat_close", close),
-        **summary("lat_watch", watched),
     }
-    samples = {"lat_magnetd_s": added, "lat_settled_s": settled, "lat_close_s": close, "lat_watch_s": watched}
+    samples = {"lat_magnetd_s": added, "lat_settled_s": settled, "lat_close_s": close}
+    if settings.references:
+        with ExitStack() as stack:
+            server, folder = rig.watched_qbt(stack, "latency-watch")
+            log = watch_log(stack, server, settings.latency_poll)
+            watched, _ = timed_drops(folder, log, None, magnets("lat-w", count), settings.pause)
+        figures |= summary("lat_watch", watched)
+        samples["lat_watch_s"] = watched
     return figures, samples
 
 
@@ -258,7 +264,10 @@ def bulk_api(rig: Rig, n: int, batch: int = API_BATCH) -> Figures:
 
 
 def bulk(rig: Rig, n: int, settings: Settings) -> Figures:
-    return {**bulk_magnetd(rig, n, settings), **bulk_api(rig, n), **bulk_watch(rig, n, settings)}
+    figures = bulk_magnetd(rig, n, settings)
+    if settings.references:
+        figures |= {**bulk_api(rig, n), **bulk_watch(rig, n, settings)}
+    return figures
 
 
 # -- 3. drain -------------------------------------------------------------------------------
@@ -312,14 +321,29 @@ def drain(rig: Rig, settings: Settings) -> Figures:
 # -- 4. idle --------------------------------------------------------------------------------
 
 
+def scraper(rig: Rig, daemon: Daemon, window: float) -> Scraper | None:
+    """With ``--http``: a scraper of the daemon's /metrics (with the token), not started yet."""
+    if not rig.features.options.http:
+        return None
+    return Scraper(f"{daemon.endpoint()}/metrics", rig.features.token, window)
+
+
 def idle(rig: Rig, settings: Settings) -> Figures:
-    """CPU time of an idle magnetd (default probe interval) over ``idle_seconds``, % of one core."""
+    """CPU time of an idle magnetd (default probe interval) over ``idle_seconds``, % of one core.
+
+    With ``--http``, /metrics is scraped every 15 s during the whole window.
+    """
     with ExitStack() as stack:
         server = rig.qbt(stack, "idle")
         daemon = rig.daemon(stack, server)
         pid = daemon_pid(daemon)
+        scrapes = scraper(rig, daemon, settings.idle_seconds)
         time.sleep(2.0)  # start-up (imports, the first probe round) is not idling
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        if scrapes is not None:
+            stack.callback(scrapes.stop)
+            scrapes.start()  # the first scrape at once, then every 15 s
         time.sleep(settings.idle_seconds)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
-    return {"idle_cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100}
+        figures = {"idle_cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100, "rss_idle_mb": peak_rss_mb(pid)}
+    return figures | (scrapes.figures() if scrapes else {})

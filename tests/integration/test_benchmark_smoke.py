@@ -1,4 +1,8 @@
-"""The benchmark runs end to end in quick mode and writes every figure (no timing is checked)."""
+"""The benchmark runs end to end in quick mode and writes every figure (no timing is checked).
+
+It runs with ``--notify --http``, which costs no extra time: every daemon notifies two
+local receivers and serves the status endpoint, and idle scrapes /metrics.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,11 @@ QUICK_FIGURES = [
     "rss_bulk200_mb",
     "rss_drain200_mb",
     "rss_peak_mb",
+    "rss_idle_mb",
+    "idle_scrapes",
+    "idle_scrape_median_ms",
 ]
+DROPS = 5  # Settings.quick(): each latency round drops one more (the warm-up), and there are two rounds
 
 
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
@@ -50,6 +58,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
         "-m",
         "benchmarks.run",
         "--quick",
+        "--notify",
+        "--http",
         "--out",
         str(out),
         "--workdir",
@@ -61,6 +71,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     result = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert result["errors"] == []
     assert result["meta"]["mode"] == "quick"
+    assert result["meta"]["options"] == result["options"]["label"] == "notify+http"
     figures = result["figures"]
     for key in QUICK_FIGURES:
         value = figures.get(key)
@@ -70,3 +81,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     targets = [row for row in result["table"] if row["status"]]
     assert {row["status"] for row in targets} <= {"PASS", "MISS"}
     assert len(targets) == 5
+    assert {row["options"] for row in result["table"]} == {"notify+http"}
+
+    assert figures["idle_scrapes"] >= 1, "the scraper got /metrics with the token"
+    told = {label: figures[f"notify_{label}_sent_files"] for label in ("latency", "bulk200", "drain200")}
+    assert told == {"latency": 2 * (DROPS + 1), "bulk200": 200, "drain200": 200}, "every sent file was told"
+    for label in ("latency", "bulk200", "drain200"):
+        assert figures[f"notify_{label}_webhook_posts"] >= 1
+        assert figures[f"notify_{label}_apprise_posts"] == figures[f"notify_{label}_webhook_posts"]
