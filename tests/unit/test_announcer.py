@@ -7,22 +7,10 @@ import pytest
 from magnetd.model import GateStatus, InstanceStatus
 from magnetd.telemetry.announcer import Announcer
 from magnetd.telemetry.events import Event, EventName
+from tests.fakes import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def announcer(clock: Clock, posted: list[Event], **settings: float) -> Announcer:
+def announcer(clock: FakeClock, posted: list[Event], **settings: float) -> Announcer:
     return Announcer(posted.append, set(EventName), clock=clock, **settings)
 
 
@@ -30,7 +18,7 @@ def names(posted: list[Event]) -> list[str]:
     return [str(e.name) for e in posted]
 
 
-def test_first_up_is_no_news_and_each_change_is_told_once(clock: Clock) -> None:
+def test_first_up_is_no_news_and_each_change_is_told_once(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted)
     a.gate_changed("wg", GateStatus.UP, "rtt 1 ms")
@@ -45,7 +33,7 @@ def test_first_up_is_no_news_and_each_change_is_told_once(clock: Clock) -> None:
     assert names(posted) == ["vpn_down", "vpn_up"]
 
 
-def test_a_flapping_gate_is_two_messages_and_the_last_is_the_truth(clock: Clock) -> None:
+def test_a_flapping_gate_is_two_messages_and_the_last_is_the_truth(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted)
     a.gate_changed("wg", GateStatus.UP, "")
@@ -64,7 +52,7 @@ def test_a_flapping_gate_is_two_messages_and_the_last_is_the_truth(clock: Clock)
     assert a.next_due() is None
 
 
-def test_a_flap_that_ends_where_it_was_told_sends_nothing_more(clock: Clock) -> None:
+def test_a_flap_that_ends_where_it_was_told_sends_nothing_more(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted)
     a.gate_changed("wg", GateStatus.DOWN, "no answer")
@@ -75,7 +63,7 @@ def test_a_flap_that_ends_where_it_was_told_sends_nothing_more(clock: Clock) -> 
     assert names(posted) == ["vpn_down"]
 
 
-def test_instances_down_up_and_auth_but_not_vpn_down(clock: Clock) -> None:
+def test_instances_down_up_and_auth_but_not_vpn_down(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted, flap_window=0)
     a.instance_changed("box", InstanceStatus.OK, "")
@@ -88,7 +76,7 @@ def test_instances_down_up_and_auth_but_not_vpn_down(clock: Clock) -> None:
     assert posted[0].data == {"instance": "box", "status": "UNREACHABLE"}
 
 
-def test_hold_then_held_too_long_once_then_drained(clock: Clock) -> None:
+def test_hold_then_held_too_long_once_then_drained(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted, held_after=600)
     a.holding(5, "no healthy instance")
@@ -106,7 +94,7 @@ def test_hold_then_held_too_long_once_then_drained(clock: Clock) -> None:
     assert names(posted)[-2:] == ["holding", "held_too_long"]
 
 
-def test_file_failures_in_one_window_are_one_digest(clock: Clock) -> None:
+def test_file_failures_in_one_window_are_one_digest(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = announcer(clock, posted, digest_seconds=30)
     for index in range(10):
@@ -122,7 +110,7 @@ def test_file_failures_in_one_window_are_one_digest(clock: Clock) -> None:
     assert "bad-9.magnet: not_magnet" in digest.message
 
 
-def test_outcomes_no_target_wants_cost_nothing(clock: Clock) -> None:
+def test_outcomes_no_target_wants_cost_nothing(clock: FakeClock) -> None:
     posted: list[Event] = []
     a = Announcer(posted.append, {EventName.FILE_FAILED}, clock=clock)
     a.file_outcome(EventName.FILE_SENT, "x.magnet", None, "box")

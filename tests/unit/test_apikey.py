@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +68,6 @@ def test_key_from_a_file_is_watched_like_a_password_file(tmp_path: Path) -> None
 )
 def test_key_mistakes(tmp_path: Path, auth: dict[str, str], expected: list[tuple[str, str]]) -> None:
     assert problems(write(tmp_path, **auth), {"K": KEY}) == expected
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_the_key_is_a_bearer_token_and_no_login(rsps: responses.RequestsMock, clock: FakeClock) -> None:

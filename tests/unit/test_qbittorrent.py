@@ -42,17 +42,6 @@ MAGNETS = [f"magnet:?xt=urn:btih:{h}&dn=x" for h in (H1, H2, H3)]
 
 
 @pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def client(clock: FakeClock) -> Iterator[Client]:
     qbt = Client(URL, "admin", PASSWORD, clock=clock)
     yield qbt

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from magnetd.health.reconnect import Reconnector
 from magnetd.model import GateStatus
+from tests.fakes import FakeClock
 
 Reports = list[tuple[int | None, float, str]]
 
@@ -16,18 +17,10 @@ def recorder(reports: Reports) -> Callable[[int | None, float, str], None]:
     return lambda code, seconds, detail: reports.append((code, seconds, detail))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_runs_on_down_once_per_wait_and_the_wait_is_not_extended(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     script = f"open({str(runs)!r}, 'a').write('x')"
-    clock, reports = Clock(), Reports()
+    clock, reports = FakeClock(100.0), Reports()
     r = Reconnector([sys.executable, "-c", script], 30, recorder(reports), clock=clock)
     r.checked(GateStatus.UP)
     assert not r.holding() and r.deadline() is None
@@ -48,7 +41,7 @@ def test_runs_on_down_once_per_wait_and_the_wait_is_not_extended(tmp_path: Path)
 
 
 def test_a_failing_or_missing_command_is_reported() -> None:
-    reports, clock = Reports(), Clock()
+    reports, clock = Reports(), FakeClock(100.0)
     failing = Reconnector(
         [sys.executable, "-c", "import sys; sys.exit('wg0 not found')"], 5, recorder(reports), clock=clock
     )
