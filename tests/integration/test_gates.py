@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -171,3 +172,47 @@ def test_files_held_for_a_stopped_vpn_leave_within_seconds_of_its_return(tmp_pat
         assert took < RECOVERY - 1, f"a held file left {took:.1f} s after the VPN came back"
         assert present(qbt, infohash)
         assert daemon.stop() == 0
+
+
+def bind(qbt: Qbt, interface: str) -> None:
+    """Bind qBittorrent's BitTorrent traffic to ``interface`` ("" for any), as users bind it to wg0."""
+    api = qbt.api()
+    assert api.login()
+    api.request(
+        "POST", "app/setPreferences", data={"json": json.dumps({"current_network_interface": interface})}
+    )
+
+
+def test_an_instance_bound_to_a_missing_interface_is_disconnected_and_skipped(
+    tmp_path: Path, two_qbts: tuple[Qbt, Qbt]
+) -> None:
+    bound, fallback = two_qbts
+    daemon = Daemon(
+        tmp_path / "magnetd",
+        [
+            instance("bound", bound.url, bound.password, require_connection=True),
+            instance("fallback", fallback.url, fallback.password),
+        ],
+    ).start()
+    with daemon:
+
+        def status_of(name: str) -> str:
+            return next(str(i["status"]) for i in daemon.status()["instances"] if i["name"] == name)
+
+        wait_for(lambda: status_of("bound") == "OK", 20, "the bound instance OK at first")
+        bind(bound, "magnetd-none0")  # an interface that is not there, like a VPN tunnel gone
+        wait_for(lambda: status_of("bound") == "DISCONNECTED", 20, "DISCONNECTED")
+        link, away = magnet("while-disconnected")
+        drop(daemon.inbox, "away.magnet", link)
+        wait_for(lambda: (daemon.sent / "away.magnet").exists(), 20, "the file sent")
+        other = fallback.api()
+        assert other.login() and other.torrents(hashes=away)
+        api = bound.api()
+        assert api.login() and not api.torrents(hashes=away)
+
+        bind(bound, "")
+        wait_for(lambda: status_of("bound") == "OK", 20, "OK again once it is connected")
+        link, back = magnet("connected-again")
+        drop(daemon.inbox, "back.magnet", link)
+        wait_for(lambda: (daemon.sent / "back.magnet").exists(), 20, "the file sent")
+        assert api.torrents(hashes=back)
