@@ -108,10 +108,6 @@ class Instance:
     limits: Limits = field(default_factory=Limits)  # categories, max_active, min_free_space, rate
 
 
-Defaults = AddOptions
-"""``defaults``: options for every add (see :mod:`magnetd.intake.options`)."""
-
-
 class Polling(StrEnum):
     """``watch.polling``: how the inbox is watched."""
 

@@ -155,13 +155,6 @@ class Dispatcher:
             usable = self.health.usable()
         return usable
 
-    def launch(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Flight | None:
-        """Hand ``jobs`` to one instance (see :meth:`route`); None: held. Not for a split batch."""
-        routed = self.route(jobs, skip)
-        if len(routed.flights) > 1:
-            raise ValueError("the batch was split: use route()")
-        return routed.flights[0] if routed.flights else None
-
     def route(self, jobs: Sequence[Job], skip: Iterable[str] = ()) -> Routed:
         """Hand each job to the instance ``dispatch.strategy`` chooses among the healthy ones not in ``skip``.
 

@@ -91,14 +91,6 @@ class Health:
             self.generation += 1
         self.changed.set()
 
-    def gate_names(self) -> list[str]:
-        return list(self._gates)
-
-    def gates_down(self, names: Iterable[str] | None = None) -> list[str]:
-        """The gates among ``names`` (default: all) that are not UP, in config order."""
-        with self._lock:
-            return self._down(names)
-
     def _down(self, names: Iterable[str] | None = None) -> list[str]:
         wanted = set(self._gates if names is None else names)
         return [n for n, s in self._gates.items() if n in wanted and s.status != GateStatus.UP]

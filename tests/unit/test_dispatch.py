@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,14 +13,21 @@ from structlog.testing import capture_logs
 from magnetd.config import Config, Folders, Instance, Secret
 from magnetd.delivery import dispatch
 from magnetd.delivery.courier import Courier
-from magnetd.delivery.dispatch import Dispatcher
-from magnetd.delivery.settler import MAX_ATTEMPTS, Counters, Settler
+from magnetd.delivery.dispatch import Dispatcher, Flight
+from magnetd.delivery.settler import MAX_ATTEMPTS, Counters, Job, Settler
 from magnetd.health.state import Health
 from magnetd.intake import items
 from magnetd.intake.inbox import Inbox
 from magnetd.model import Arrival, InstanceStatus, Item, Seen
 from magnetd.records.spool import Spool, ensure_folders
 from tests.fakes import FakeClient, FakeClock
+
+
+def launch(dispatcher: Dispatcher, jobs: Sequence[Job]) -> Flight | None:
+    """Route ``jobs`` that are meant to go to one instance whole; None: held."""
+    routed = dispatcher.route(jobs)
+    assert len(routed.flights) <= 1, "the batch was split"
+    return routed.flights[0] if routed.flights else None
 
 
 def setup(
@@ -70,7 +77,7 @@ def run(dispatcher: Dispatcher, inbox: Inbox) -> bool:
     jobs = [job for w in inbox.due() if (job := dispatcher.load(w)) is not None]
     if not jobs:
         return True
-    flight = dispatcher.launch(jobs)
+    flight = launch(dispatcher, jobs)
     return flight is not None and dispatcher.land(flight)
 
 
@@ -94,7 +101,7 @@ def test_launch_returns_while_the_courier_adds_and_land_settles_in_order(tmp_pat
     try:
         for name in ("a", "b", "c"):
             drop(inbox, config, f"{name}.magnet", link())
-        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        flights = [launch(dispatcher, [job]) for w in inbox.due() if (job := dispatcher.load(w))]
         assert all(f is not None and not f.verdict.done() for f in flights)  # the owner was not blocked
         assert list(config.folders.sent.iterdir()) == []
         client.gate.set()
@@ -113,7 +120,7 @@ def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path:
     try:
         drop(inbox, config, "a.magnet", link())
         drop(inbox, config, "b.magnet", link())
-        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        flights = [launch(dispatcher, [job]) for w in inbox.due() if (job := dispatcher.load(w))]
         assert [f.instance.name for f in flights if f] == ["primary", "primary"]  # launched before it failed
         primary.gate.set()
         assert all(dispatcher.land(f) for f in flights if f is not None)
@@ -139,7 +146,7 @@ def test_batches_queued_behind_a_failure_skip_the_failed_instance(
     try:
         for name in "abcd":
             drop(inbox, config, f"{name}.magnet", link())
-        flights = [dispatcher.launch([job]) for w in inbox.due() if (job := dispatcher.load(w))]
+        flights = [launch(dispatcher, [job]) for w in inbox.due() if (job := dispatcher.load(w))]
         # the primary's first add hangs until the loop, waiting for it, calls keepalive
         assert all(dispatcher.land(f) for f in flights if f is not None)
     finally:
@@ -157,7 +164,7 @@ def test_a_file_replaced_while_its_batch_was_out_is_read_again(tmp_path: Path) -
     first, second = link(), link()
     try:
         path = drop(inbox, config, "a.magnet", first)
-        flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
+        flight = launch(dispatcher, [job for w in inbox.due() if (job := dispatcher.load(w))])
         assert flight is not None
         replacement = path.with_name(".a.magnet.tmp")
         replacement.write_text(second)
@@ -181,9 +188,9 @@ def test_a_flight_with_no_instance_left_is_held(tmp_path: Path) -> None:
     try:
         path = drop(inbox, config, "a.magnet", link())
         with capture_logs() as events:
-            flight = dispatcher.launch([job for w in inbox.due() if (job := dispatcher.load(w))])
+            flight = launch(dispatcher, [job for w in inbox.due() if (job := dispatcher.load(w))])
             assert flight is not None and not dispatcher.land(flight)
-            assert dispatcher.launch([]) is None  # and nothing is launched while nothing is healthy
+            assert launch(dispatcher, []) is None  # and nothing is launched while nothing is healthy
     finally:
         courier.close()
     assert path.exists() and len(inbox) == 1 and list(config.folders.failed.iterdir()) == []
