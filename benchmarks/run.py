@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="run only these scenarios (repeatable); figures of the others are missing",
     )
     parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        help="bulk drop sizes, comma-separated (default 1000,10000; quick 200)",
+    )
+    parser.add_argument("--drain", type=int, default=None, help="files in the drain scenario (default 10000)")
+    parser.add_argument(
         "--profile", action="store_true", help="sample magnetd with py-spy during bulk (largest N) and drain"
     )
     parser.add_argument(
@@ -63,6 +70,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="every daemon serves the status endpoint (with a token); idle scrapes /metrics every 15 s",
     )
     return parser.parse_args(argv)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
 
 
 Step = Callable[[], scenarios.Figures]
@@ -145,6 +156,10 @@ def _terminate(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     settings = Settings.quick() if args.quick else Settings()
+    if args.sizes:
+        settings = replace(settings, bulk_sizes=args.sizes)
+    if args.drain:
+        settings = replace(settings, drain_size=args.drain)
     options = Options(notify=args.notify, http=args.http)
     signal.signal(signal.SIGTERM, _terminate)
     network = "host network (--host-network)" if args.host_network else enter_private_network()
