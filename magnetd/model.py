@@ -118,7 +118,7 @@ class Arrival(StrEnum):
         return self in (Arrival.MOVED, Arrival.CLOSED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LineError:
     """One entry of a file that can never be sent, and why.
 
@@ -144,7 +144,7 @@ class Rejected(Exception):
         self.lines: tuple[LineError, ...] = tuple(lines)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Magnet:
     """A parsed magnet link.
 
@@ -159,7 +159,7 @@ class Magnet:
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One thing to add: a magnet, a whole ``.torrent`` file, or a link to fetch one.
 
@@ -176,7 +176,7 @@ class Entry:
     link: str | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddOptions:
     """Options for ``torrents/add``; ``None`` means "not set here".
 
@@ -206,7 +206,7 @@ class AddOptions:
         return replace(base, **mine)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """What a dropped file holds: entries to add, entries refused, and the file's own options."""
 
@@ -217,7 +217,7 @@ class Item:
     links: int = 0  # entries that are links still to fetch: 0 for every file of magnets only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Seen:
     """A path the watcher noticed, and how."""
 

@@ -46,6 +46,7 @@ class FakeClient:
         self.adds: list[tuple[list[str], AddOptions]] = []  # magnet adds that got through
         self.uploads: list[tuple[str, AddOptions]] = []  # .torrent adds that got through
         self.calls: Counter[str] = Counter()  # by method name, failed calls included
+        self.sequence: list[tuple[str, frozenset[str]]] = []  # present and add calls in order, with their ids
         self.threads: set[str] = set()  # where the adds ran
         self.gate: threading.Event | None = None
         self.closed = False
@@ -65,6 +66,7 @@ class FakeClient:
     def _add(self, method: str, ids: Collection[str]) -> AddAnswer:
         self.threads.add(threading.current_thread().name)
         self.calls[method] += 1
+        self.sequence.append((method, frozenset(ids)))
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
         self._raise()
@@ -101,6 +103,7 @@ class FakeClient:
         if self.gate is not None:  # the look before the add waits too: it is part of the exchange
             assert self.gate.wait(10), "the test never opened the gate"
         self._call("present")
+        self.sequence.append(("present", frozenset(i.lower() for i in ids)))
         return self.have & {i.lower() for i in ids}
 
     def torrents(self, ids: Collection[str]) -> list[dict[str, Any]]:

@@ -1,21 +1,26 @@
 """Carry magnets to one instance and bring back what it has: add, then verify by id.
 
-:func:`push` is the whole exchange for one batch. It touches no file, so it can
-run on the courier thread while the thread that owns the inbox reads the next
-batch and moves the files of the previous one. :class:`Courier` is that thread
-(or, for tests and one-shot use, no thread at all).
+An :class:`Exchange` is that work for one batch, in two halves: :meth:`Exchange.send`
+(the adds) and :meth:`Exchange.look` (one verification look, repeated on a schedule
+until every id is listed or time is up). It touches no file, so it runs on the
+courier's thread while the thread that owns the inbox reads the next batch and
+moves the files of earlier ones. :class:`Courier` is that thread, one per
+instance; it sends every batch handed to it before it looks for earlier ones, so
+that qBittorrent gets the adds of a large drop as fast as magnetd reads them, and
+lists them afterwards (listing costs qBittorrent about as much per torrent as
+adding, on the same thread). :func:`push` runs one exchange inline.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from magnetd.delivery.qbittorrent import ClientApi, ItemRejected
+from magnetd.delivery.qbittorrent import ClientApi, InstanceError, ItemRejected
 from magnetd.model import AddOptions, Entry
 
 VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
@@ -24,7 +29,7 @@ milliseconds, so the first looks come fast; a busy instance (saving resume data,
 of adds queued) gets the later ones. What is still missing then is tried again as a file."""
 REFUSED = "qBittorrent refused it (not added, not already present)"
 
-T = TypeVar("T")
+Pairs = Sequence[tuple[Entry, AddOptions]]
 
 
 @dataclass
@@ -36,115 +41,238 @@ class Verdict:
     already: set[str] = field(default_factory=set)  # listed before magnetd added them: duplicates
     refused: dict[str, str] = field(default_factory=dict)  # id -> detail
     add_seconds: float = 0.0  # time spent in torrents/add requests
-    verify_seconds: float = 0.0  # time spent verifying, waits included
+    verify_seconds: float = 0.0  # from the end of the adds to the verdict, waits included
+
+
+class Exchange:
+    """One batch's adds and verification on one instance; its verdict comes in :attr:`future`.
+
+    ``guard`` runs before the adds and may raise (an instance that went down
+    meanwhile); ``failed`` hears of every :class:`InstanceError` at once, so that
+    batches queued behind this one can skip the instance.
+    """
+
+    def __init__(
+        self,
+        client: ClientApi,
+        instance: str,
+        pairs: Pairs,
+        batch_size: int,
+        guard: Callable[[], None] = lambda: None,
+        failed: Callable[[InstanceError], None] = lambda exc: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.pairs = pairs
+        self.batch_size = batch_size
+        self.guard = guard
+        self.failed = failed
+        self.clock = clock
+        self.verdict = Verdict(instance)
+        self.future: Future[Verdict] = Future()
+        self.missing: set[str] = set()
+        self.due = 0.0  # monotonic time of the next look
+        self._accepted = False  # some request was answered "Ok.": worth waiting for its torrents
+        self._refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
+        self._looks = 0
+        self._added = 0.0
+        self.reached = False  # past the guard: a request went to the instance
+
+    def send(self) -> bool:
+        """Add what the instance does not list yet; True when nothing is left to verify.
+
+        Magnets go in as few ``torrents/add`` requests as their options allow (at
+        most ``batch_size`` each), each ``.torrent`` in its own request. What the
+        instance lists already is not sent again, and comes back in ``already``:
+        one ``torrents/info`` call, cheap while few are there (qBittorrent's cost is
+        per torrent it returns).
+        """
+        self.guard()
+        self.reached = True
+        started = self.clock()
+        verdict, client = self.verdict, self.client
+        verdict.already = client.present({entry.torrent_id for entry, _ in self.pairs})
+        groups: dict[AddOptions, list[Entry]] = defaultdict(list)
+        torrents: list[tuple[Entry, AddOptions]] = []
+        for entry, options in self.pairs:
+            if entry.torrent_id in verdict.already:
+                continue
+            if entry.magnet is not None:
+                groups[options].append(entry)
+            else:
+                torrents.append((entry, options))
+        for options, entries in groups.items():
+            for start in range(0, len(entries), self.batch_size):
+                chunk = entries[start : start + self.batch_size]
+                answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
+                self._took(answer.accepted, answer.added_ids, [e.torrent_id for e in chunk])
+        for entry, options in torrents:
+            try:
+                answer = client.add_torrent(f"{entry.torrent_id}.torrent", entry.torrent or b"", options)
+            except ItemRejected as exc:
+                verdict.refused[entry.torrent_id] = exc.detail
+                continue
+            self._took(answer.accepted, answer.added_ids, [entry.torrent_id])
+        verdict.present |= verdict.already
+        wanted = {entry.torrent_id for entry, _ in self.pairs} - set(verdict.refused)
+        self.missing = wanted - verdict.present
+        self._added = self.due = self.clock()
+        verdict.add_seconds = self._added - started
+        return self._settled()
+
+    def _took(self, accepted: bool, added_ids: Iterable[str], ids: list[str]) -> None:
+        self._accepted |= accepted
+        self.verdict.present.update(added_ids)
+        if not accepted:
+            self._refusable.extend(ids)
+
+    def look(self) -> bool:
+        """One ``torrents/info`` over what is still missing; True when the verdict is final."""
+        found = self.client.present(self.missing)
+        self.verdict.present |= found
+        self.missing -= found
+        self._looks += 1
+        if self._settled():
+            return True
+        self.due = self.clock() + VERIFY_DELAYS[self._looks]
+        return False
+
+    def _settled(self) -> bool:
+        """Whether nothing more is worth a look; if so, the verdict is completed."""
+        if self.missing and self._accepted and self._looks < len(VERIFY_DELAYS):
+            return False
+        verdict = self.verdict
+        verdict.verify_seconds = self.clock() - self._added
+        for torrent_id in self._refusable:
+            if torrent_id not in verdict.present:
+                verdict.refused[torrent_id] = REFUSED
+        return True
+
+    def step(self, half: Callable[[], bool]) -> bool:
+        """Run one half; True when the exchange is over (its future holds the verdict or the error)."""
+        try:
+            if not half():
+                return False
+        except Exception as exc:  # delivered to whoever asks for the verdict
+            if isinstance(exc, InstanceError):
+                self.failed(exc)
+            self.future.set_exception(exc)
+            return True
+        self.future.set_result(self.verdict)
+        return True
 
 
 def push(
     client: ClientApi,
     instance: str,
-    pairs: Sequence[tuple[Entry, AddOptions]],
+    pairs: Pairs,
     batch_size: int,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
-    """Add ``pairs`` (entry, options) to one instance and verify them; InstanceError passes up.
-
-    Magnets go in as few ``torrents/add`` requests as their options allow (at most
-    ``batch_size`` each), each ``.torrent`` in its own request. What the instance lists
-    already is not sent again, and comes back in ``already``: one ``torrents/info`` call,
-    cheap while few are there (qBittorrent's cost is per torrent it returns).
-    """
-    verdict = Verdict(instance)
-    started = time.monotonic()
-    verdict.already = client.present({entry.torrent_id for entry, _ in pairs})
-    groups: dict[AddOptions, list[Entry]] = defaultdict(list)
-    torrents: list[tuple[Entry, AddOptions]] = []
-    for entry, options in pairs:
-        if entry.torrent_id in verdict.already:
-            continue
-        if entry.magnet is not None:
-            groups[options].append(entry)
-        else:
-            torrents.append((entry, options))
-    refusable: list[str] = []  # ids from requests qBittorrent answered with "nothing added"
-    accepted = False
-    for options, entries in groups.items():
-        for start in range(0, len(entries), batch_size):
-            chunk = entries[start : start + batch_size]
-            answer = client.add_magnets([e.magnet.uri for e in chunk if e.magnet], options)
-            accepted |= answer.accepted
-            verdict.present.update(answer.added_ids)
-            if not answer.accepted:
-                refusable.extend(e.torrent_id for e in chunk)
-    for entry, options in torrents:
-        try:
-            answer = client.add_torrent(f"{entry.torrent_id}.torrent", entry.torrent or b"", options)
-        except ItemRejected as exc:
-            verdict.refused[entry.torrent_id] = exc.detail
-            continue
-        accepted |= answer.accepted
-        verdict.present.update(answer.added_ids)
-        if not answer.accepted:
-            refusable.append(entry.torrent_id)
-    verdict.present |= verdict.already
-    wanted = {entry.torrent_id for entry, _ in pairs} - set(verdict.refused)
-    added = time.monotonic()
-    verdict.present |= verify(client, wanted - verdict.present, accepted, sleep)
-    verdict.add_seconds, verdict.verify_seconds = added - started, time.monotonic() - added
-    for torrent_id in refusable:
-        if torrent_id not in verdict.present:
-            verdict.refused[torrent_id] = REFUSED
-    return verdict
+    """Add ``pairs`` (entry, options) to one instance and verify them, inline; InstanceError passes up."""
+    exchange = Exchange(client, instance, pairs, batch_size)
+    _run_inline(exchange, sleep)
+    return exchange.future.result()
 
 
-def verify(
-    client: ClientApi, ids: set[str], wait: bool, sleep: Callable[[float], None] = time.sleep
-) -> set[str]:
-    """The ids qBittorrent lists; with ``wait``, waits briefly for adds it is still processing."""
-    present: set[str] = set()
-    missing = set(ids)
-    for delay in VERIFY_DELAYS:
-        if not missing:
-            break
-        if delay:
-            sleep(delay)
-        found = client.present(missing)
-        present |= found
-        missing -= found
-        if not wait:
-            break
-    return present
+def _run_inline(exchange: Exchange, sleep: Callable[[float], None]) -> None:
+    done = exchange.step(exchange.send)
+    while not done:
+        if (wait := exchange.due - exchange.clock()) > 0:
+            sleep(wait)
+        done = exchange.step(exchange.look)
 
 
 class Courier:
-    """Runs exchanges one at a time, in order, on one worker thread (``threaded``) or inline.
+    """One instance's exchanges, on one worker thread (``threaded``) or inline.
 
-    One thread is enough: qBittorrent answers its WebAPI from one thread too.
-    What it buys is overlap: qBittorrent adds and lists one batch while magnetd
-    reads the next and moves the files of the one before.
+    Adds go out in the order batches were handed over, each as soon as the
+    thread is free; a verification look runs only while no batch waits to be
+    sent. One thread is enough: qBittorrent answers its WebAPI from one thread too.
+    An :class:`InstanceError` ends every exchange waiting for a look with it: they
+    were sent to the same instance.
     """
 
-    def __init__(self, threaded: bool = True) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="magnetd-courier") if threaded else None
+    def __init__(
+        self,
+        threaded: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        name: str = "magnetd-courier",
+    ) -> None:
+        self._threaded = threaded
+        self._name = name
+        self._sleep = sleep
+        self._cond = threading.Condition()
+        self._sends: deque[Exchange] = deque()
+        self._looks: list[Exchange] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """Start ``fn(*args)`` (after every earlier one); its result or exception comes in the future."""
-        if self._pool is not None:
-            return self._pool.submit(fn, *args)
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as exc:  # delivered to whoever asks for the result, as the pool does
-            future.set_exception(exc)
-        return future
+    def carry(self, exchange: Exchange) -> Future[Verdict]:
+        """Start ``exchange`` (its adds after every earlier batch's); its verdict comes in the future."""
+        if not self._threaded:
+            _run_inline(exchange, self._sleep)
+            return exchange.future
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+            self._sends.append(exchange)
+            self._cond.notify()
+        return exchange.future
 
     def lane(self, instance: str) -> Courier:
         """The courier for ``instance``'s batches: this one (see :class:`Couriers` for one each)."""
         return self
 
     def close(self) -> None:
-        """Finish what was submitted, then stop the thread."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        """Finish every exchange handed over, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _work(self) -> None:
+        while (task := self._next()) is not None:
+            exchange, half = task
+            try:
+                if not exchange.step(half):
+                    with self._cond:
+                        self._looks.append(exchange)
+            except BaseException as exc:  # never leave a future without a result
+                if not exchange.future.done():
+                    exchange.future.set_exception(exc)
+                raise
+            error = exchange.future.exception() if exchange.future.done() else None
+            if isinstance(error, InstanceError) and exchange.reached:  # not a batch the guard stopped
+                self._fail_looks(error)
+
+    def _next(self) -> tuple[Exchange, Callable[[], bool]] | None:
+        """The next half to run: a send before any look; None once closed and idle."""
+        with self._cond:
+            while True:
+                if self._sends:
+                    exchange = self._sends.popleft()
+                    return exchange, exchange.send
+                if self._looks:
+                    soonest = min(self._looks, key=lambda e: e.due)
+                    wait = soonest.due - soonest.clock()
+                    if wait <= 0:
+                        self._looks.remove(soonest)
+                        return soonest, soonest.look
+                elif self._closing:
+                    return None
+                else:
+                    wait = None
+                self._cond.wait(wait)
+
+    def _fail_looks(self, error: InstanceError) -> None:
+        with self._cond:
+            waiting, self._looks = self._looks, []
+        for exchange in waiting:
+            exchange.future.set_exception(error)
 
 
 class Couriers:
@@ -157,7 +285,7 @@ class Couriers:
     def lane(self, instance: str) -> Courier:
         """The courier of ``instance`` (only the supervisor's thread calls this)."""
         if instance not in self._lanes:
-            self._lanes[instance] = Courier()
+            self._lanes[instance] = Courier(name=f"magnetd-courier-{instance}")
         return self._lanes[instance]
 
     def close(self) -> None:

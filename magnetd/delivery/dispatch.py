@@ -1,11 +1,11 @@
 """Send a batch of inbox files to the first healthy instance, verify, and settle each file.
 
 A batch's magnets go in as few ``torrents/add`` requests as their options
-allow, and are verified with one ``torrents/info`` call. :meth:`Dispatcher.launch`
-hands a batch to the courier and returns at once; :meth:`Dispatcher.land` waits
-for its verdict and moves its files. An instance-wide failure moves the whole
-batch to the next healthy instance or leaves it held in the inbox; only
-item-specific rejections ever reach ``failed/``.
+allow, and are verified with one ``torrents/info`` call. :meth:`Dispatcher.route`
+hands a batch to each chosen instance's courier and returns at once;
+:meth:`Dispatcher.land` waits for its verdict and moves its files. An
+instance-wide failure moves the whole batch to the next healthy instance or
+leaves it held in the inbox; only item-specific rejections ever reach ``failed/``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as Pending
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from magnetd import logs
 from magnetd.balance.router import Balance
 from magnetd.config import Config, Instance
-from magnetd.delivery.courier import Courier, Couriers, Verdict, push
+from magnetd.delivery.courier import Courier, Couriers, Exchange, Verdict
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError
 from magnetd.delivery.settler import UNREADABLE_ATTEMPTS, Counters, Job, Settler
 from magnetd.health.gates import Gates
@@ -100,7 +101,7 @@ class Dispatcher:
         self.reconnector = reconnector
         self.on_send = on_send  # seconds of each batch's add + verify, for metrics
         self.sleep = sleep
-        self.courier = courier or Courier(threaded=False)
+        self.courier = courier or Courier(threaded=False, sleep=sleep)
         self.balance = balance or Balance(config)
         self.keepalive = keepalive  # e.g. the systemd watchdog: a slow instance is not a hung loop
         self.ledger = ledger
@@ -197,17 +198,20 @@ class Dispatcher:
 
     def _fly(self, jobs: Sequence[Job], inst: Instance) -> Flight:
         pairs = [(entry, job.options) for job in jobs for entry in job.item.entries]
-        return Flight(jobs, inst, pairs, self.courier.lane(inst.name).submit(self._carry, inst, pairs))
+        exchange = Exchange(
+            self.clients[inst.name],
+            inst.name,
+            pairs,
+            self.config.batch_size,
+            guard=partial(self._still_usable, inst),
+            failed=partial(self.health.set_failure, inst.name),
+        )
+        return Flight(jobs, inst, pairs, self.courier.lane(inst.name).carry(exchange))
 
-    def _carry(self, inst: Instance, pairs: list[tuple[Entry, AddOptions]]) -> Verdict:
-        """On the courier: push, unless an earlier batch found the instance down meanwhile."""
+    def _still_usable(self, inst: Instance) -> None:
+        """On the courier, before a batch's adds: raise if an earlier batch found the instance down."""
         if inst not in self.health.usable():
             raise InstanceError(_SKIPPED, f"{inst.name} stopped being usable before this batch was sent")
-        try:
-            return push(self.clients[inst.name], inst.name, pairs, self.config.batch_size, self.sleep)
-        except InstanceError as exc:  # at once, so that batches queued behind this one skip it
-            self.health.set_failure(inst.name, exc)
-            raise
 
     def _verdict(self, flight: Flight) -> Verdict:
         """The flight's verdict, calling ``keepalive`` while it is not there yet."""

@@ -44,7 +44,7 @@ RECENT = 50
 log = logs.get(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One inbox file, read and parsed, with the options its magnets are added with."""
 

@@ -34,7 +34,7 @@ class Gone(Exception):
     """The file vanished before it could be read."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Waiting:
     """One inbox file and what is known about its readiness and its attempts."""
 
@@ -64,11 +64,11 @@ class Inbox:
     def __contains__(self, path: object) -> bool:
         return path in self._files
 
-    def note(self, seen: Seen) -> None:
-        """Record a path the watcher or a scan reported."""
+    def note(self, seen: Seen) -> Waiting | None:
+        """Record a path the watcher or a scan reported; its record if that made it due now."""
         path = seen.path
         if not is_candidate(path.name) or in_hidden_dir(path, self.root):
-            return
+            return None
         known = self._files.get(path)
         if known is None:
             now, wall = self.clock(), time.time()
@@ -76,11 +76,14 @@ class Inbox:
                 with contextlib.suppress(OSError):
                     age = max(0.0, wall - path.lstat().st_mtime)
                     now, wall = now - age, wall - age
-            self._files[path] = Waiting(path, now, wall, seen.how)
-        elif seen.how.complete:
+            known = self._files[path] = Waiting(path, now, wall, seen.how)
+            return known
+        if seen.how.complete:
             known.how = seen.how
             if known.attempts == 0:
                 known.not_before = 0.0  # the writer is done: try it now
+                return known
+        return None
 
     def forget(self, path: Path) -> None:
         self._files.pop(path, None)

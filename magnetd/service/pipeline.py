@@ -1,24 +1,35 @@
-"""The pipeline: one pass over the due files, batch by batch, with several batches in flight.
+"""The pipeline: one pass over the due files, batch by batch, with many batches in flight.
 
-Up to :data:`IN_FLIGHT` batches are with the courier at once: while qBittorrent
-adds and lists one, the loop reads the next and moves the files of those
-already verified, in order. Every flight is landed before the pass returns.
-Runs on the supervisor's thread, which owns every file move.
+Reading comes first: files that arrive during the pass join it, and a batch
+is landed (its files moved) only when its verdict is already there or when
+too much is in flight, so that a large drop reaches qBittorrent as fast as
+the files can be read while the couriers verify behind. Flights are landed
+in order, and every one is landed before the pass returns. Runs on the
+supervisor's thread, which owns every file move.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from magnetd import logs
+from magnetd.config import Config
 from magnetd.delivery.dispatch import Flight, Job
-from magnetd.intake.inbox import Inbox
+from magnetd.intake.inbox import Inbox, Waiting
 from magnetd.service.hold import Hold
 from magnetd.service.parts import Parts
 
-IN_FLIGHT = 4  # batches with the courier at once, while the loop reads the next and settles others
-BATCH_BYTES = 8 * 1024 * 1024  # file data per batch: at most ~40 MiB of it held at once
+IN_FLIGHT_BATCHES = 64
+"""Batches handed over and not landed yet, per instance: enough for 30,000 files in batches of
+1,000 with room for the smaller batches a drop still arriving makes."""
+IN_FLIGHT_ENTRIES = 40_000
+"""Entries handed over and not landed yet, in all: what is held in memory for them (~1 KiB each)
+bounds it. Past it, the oldest flight is landed before another is handed over."""
+BATCH_BYTES = 8 * 1024 * 1024
+"""File data per batch: .torrent files are large, so a batch of them is cut short."""
 
 log = logs.get(__name__)
 
@@ -34,6 +45,7 @@ class Pipeline:
         stopping: Callable[[], bool],
         held: Callable[[], None],
         landed: Callable[[], None],
+        arrivals: Callable[[], list[Waiting]] = list,
     ) -> None:
         self.parts = parts
         self.inbox = inbox
@@ -41,7 +53,10 @@ class Pipeline:
         self.stopping = stopping  # True once the daemon is asked to stop: no new batch
         self.held = held  # no instance took a batch: hold the inbox
         self.landed = landed  # after each landing (the watchdog, the status snapshot)
+        self.arrivals = arrivals  # files that arrived since: taken into this pass
         self.flights: deque[Flight] = deque()
+        self.flying: set[Path] = set()  # files handed over in this pass: not loaded twice
+        self.entries = 0  # entries in flights not landed yet
 
     def run(self) -> None:
         """Send every due file, oldest first, while an instance takes them."""
@@ -53,28 +68,47 @@ class Pipeline:
             self.parts.spool.flush()  # files that failed while being read
 
     def _launch_due(self) -> None:
-        dispatcher, batch_size = self.parts.dispatcher, self.parts.config.batch_size
-        batch: list[Job] = []
-        entries = size = 0
-        for waiting in self.inbox.due():
-            if self.stopping() or self.hold.active:
-                return
-            job = dispatcher.load(waiting)
-            if job is not None and job.item.links:  # links to .torrent files: fetched first
-                job = self.parts.fetches.resolve(job)
-            if job is None:
+        """Load due files into batches; files that arrive meanwhile join the pass.
+
+        When nothing new has arrived, the batch being filled goes at once (a single
+        drop waits for nothing), and the oldest flight is landed before looking again.
+        """
+        batch = _Batch()
+        fresh = self.inbox.due()
+        while True:
+            for waiting in fresh:
+                if self.stopping() or self.hold.active:
+                    return
+                if (
+                    waiting.path not in self.flying
+                    and self._load(waiting, batch)
+                    and batch.full(self.parts.config)
+                ):
+                    self._launch(batch.jobs)
+                    batch = _Batch()
+            if fresh := self.arrivals():
                 continue
-            batch.append(job)
-            entries += len(job.item.entries)
-            size += len(job.data)
-            if entries >= batch_size or size >= BATCH_BYTES:
-                self._launch(batch)
-                batch, entries, size = [], 0, 0
-        if batch and not self.hold.active:
-            self._launch(batch)
+            if batch.jobs:
+                self._launch(batch.jobs)
+                batch = _Batch()
+            if not self.flights or self.stopping() or self.hold.active:
+                return
+            self._land(self.flights.popleft())
+            fresh = self.arrivals()
+
+    def _load(self, waiting: Waiting, batch: _Batch) -> bool:
+        """Read one file into ``batch``; False if it was settled or put off instead."""
+        job = self.parts.dispatcher.load(waiting)
+        if job is not None and job.item.links:  # links to .torrent files: fetched first
+            job = self.parts.fetches.resolve(job)
+        if job is None:
+            return False
+        self.flying.add(waiting.path)
+        batch.add(job)
+        return True
 
     def _launch(self, batch: list[Job]) -> None:
-        """Hand ``batch`` over, then land every flight that is done or one too many."""
+        """Hand ``batch`` over, then land the flights that are done, or too many."""
         try:
             routed = self.parts.dispatcher.route(batch)
         except Exception as exc:
@@ -84,11 +118,15 @@ class Pipeline:
             self.held()
             return
         self.flights.extend(routed.flights)
-        most = IN_FLIGHT * len(self.parts.config.instances)  # per instance: each has its own courier
-        while self.flights and (len(self.flights) >= most or self.flights[0].verdict.done()):
+        self.entries += sum(len(flight.pairs) for flight in routed.flights)
+        most = IN_FLIGHT_BATCHES * len(self.parts.config.instances)  # each instance has its own courier
+        while self.flights and (
+            self.flights[0].verdict.done() or len(self.flights) > most or self.entries > IN_FLIGHT_ENTRIES
+        ):
             self._land(self.flights.popleft())
 
     def _land(self, flight: Flight) -> None:
+        self.entries -= len(flight.pairs)
         try:
             landed = self.parts.dispatcher.land(flight)
         except Exception as exc:
@@ -104,3 +142,20 @@ class Pipeline:
         for job in batch:
             if job.waiting.path.exists():
                 self.parts.settler.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
+
+
+@dataclass
+class _Batch:
+    """Jobs gathered for one hand-over."""
+
+    jobs: list[Job] = field(default_factory=list)
+    entries: int = 0
+    size: int = 0
+
+    def add(self, job: Job) -> None:
+        self.jobs.append(job)
+        self.entries += len(job.item.entries)
+        self.size += len(job.data)
+
+    def full(self, config: Config) -> bool:
+        return self.entries >= config.batch_size or self.size >= BATCH_BYTES

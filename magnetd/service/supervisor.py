@@ -17,7 +17,7 @@ from magnetd import logs
 from magnetd.clock import now_iso
 from magnetd.config import Config, ConfigError, load
 from magnetd.delivery.dispatch import Counters
-from magnetd.intake.inbox import Inbox
+from magnetd.intake.inbox import Inbox, Waiting
 from magnetd.intake.watcher import Watcher, scan
 from magnetd.model import Arrival, MagnetOutcome, Seen
 from magnetd.records import status
@@ -156,21 +156,29 @@ class Supervisor:
         except queue.Empty:
             return
         self._take(event)
+        self._arrivals()
+
+    def _arrivals(self) -> list[Waiting]:
+        """Take every event queued now, without waiting; the files that became due by them."""
+        due: list[Waiting] = []
         for _ in range(100_000):
             try:
-                self._take(self.events.get_nowait())
+                due += self._take(self.events.get_nowait())
             except queue.Empty:
                 break
+        return due
 
-    def _take(self, event: Any) -> None:
-        if isinstance(event, Seen):
-            if event.how == Arrival.DIR:
-                for path in scan(event.path):  # a folder moved in brings files without events
-                    self.inbox.note(Seen(path, Arrival.MOVED))
-            elif event.how == Arrival.ERROR:
-                self._next_rescan = 0.0
-            else:
-                self.inbox.note(event)
+    def _take(self, event: Any) -> list[Waiting]:
+        if not isinstance(event, Seen):
+            return []
+        if event.how == Arrival.DIR:  # a folder moved in brings files without events
+            noted = [self.inbox.note(Seen(path, Arrival.MOVED)) for path in scan(event.path)]
+            return [w for w in noted if w is not None]
+        if event.how == Arrival.ERROR:
+            self._next_rescan = 0.0
+            return []
+        waiting = self.inbox.note(event)
+        return [] if waiting is None else [waiting]
 
     def _next_deadline(self) -> float:
         deadlines = [self._next_rescan, self._next_snapshot]
@@ -258,7 +266,8 @@ class Supervisor:
             self._hold()
             return
         self.hold.end()
-        Pipeline(self.parts, self.inbox, self.hold, self._stop.is_set, self._hold, self._landed).run()
+        stop = self._stop.is_set
+        Pipeline(self.parts, self.inbox, self.hold, stop, self._hold, self._landed, self._arrivals).run()
 
     def _landed(self) -> None:
         now = time.monotonic()

@@ -1,12 +1,16 @@
-"""The courier: exchanges run in order, off the caller's thread, and errors reach the caller."""
+"""The courier: a batch's adds go out before earlier batches are verified, off the caller's thread,
+and errors reach the caller (and every batch waiting on the same instance)."""
 
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import Future
 
 import pytest
 
-from magnetd.delivery.courier import Courier, push
+from magnetd.delivery.courier import Courier, Exchange, Verdict, push
+from magnetd.delivery.qbittorrent import InstanceError
 from magnetd.intake.magnet import parse_link
 from magnetd.model import AddOptions, Entry
 from tests.fakes import FakeClient
@@ -17,35 +21,116 @@ def entry_for(infohash: str) -> Entry:
     return Entry(line=1, torrent_id=magnet.torrent_id, text=infohash, magnet=magnet)
 
 
-def test_threaded_courier_runs_in_order_on_its_own_thread() -> None:
+def exchange(client: FakeClient, *hashes: str, **hooks: object) -> Exchange:
+    pairs = [(entry_for(h), AddOptions()) for h in hashes]
+    return Exchange(client, "local", pairs, 10, **hooks)  # type: ignore[arg-type]
+
+
+def until(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_every_batch_handed_over_is_added_before_any_is_verified() -> None:
+    client = FakeClient()
+    client.gate = threading.Event()  # holds the first batch until all five are handed over
     courier = Courier()
-    seen: list[tuple[int, str]] = []
+    hashes = [f"{n:x}" * 40 for n in range(1, 6)]
     try:
-        futures = [
-            courier.submit(lambda n: seen.append((n, threading.current_thread().name)), n) for n in range(50)
-        ]
-        for future in futures:
-            future.result(timeout=10)
+        futures = [courier.carry(exchange(client, h)) for h in hashes]
+        client.gate.set()
+        verdicts = [f.result(timeout=10) for f in futures]
     finally:
         courier.close()
-    assert [n for n, _ in seen] == list(range(50))
-    assert {name for _, name in seen} == {"magnetd-courier_0"}
+    assert [v.present for v in verdicts] == [{h} for h in hashes]
+    adds = [i for i, (method, _) in enumerate(client.sequence) if method == "add_magnets"]
+    assert [client.sequence[i][1] for i in adds] == [{h} for h in hashes]  # in the order handed over
+    looks = [i for i, (method, ids) in enumerate(client.sequence) if method == "present"]
+    first_look = looks[len(hashes)]  # each batch's pre-check comes with its adds; then the looks
+    assert max(adds) < first_look
+    assert client.threads == {"magnetd-courier"}
+
+
+def test_a_batch_handed_over_later_is_added_while_an_earlier_one_waits_for_its_torrents() -> None:
+    client = FakeClient(lose=True)  # accepted, never listed: the first batch keeps looking ~1.6 s
+    courier = Courier()
+    try:
+        first = courier.carry(exchange(client, "aa" * 20))
+        until(lambda: client.calls["present"] >= 3)  # pre-check and two looks: it is waiting
+        client.lose = False
+        second = courier.carry(exchange(client, "bb" * 20))
+        assert second.result(timeout=10).present == {"bb" * 20}
+        assert not first.done()  # sent after the first, verified before it: looks wait their turn
+        verdict = first.result(timeout=10)
+    finally:
+        courier.close()
+    assert verdict.present == set()  # never listed: the file is tried again later
+    assert verdict.refused == {}
+
+
+def test_an_instance_error_ends_every_batch_waiting_on_that_instance() -> None:
+    client = FakeClient(lose=True)
+    told: list[str] = []
+    courier = Courier()
+    try:
+        futures = [
+            courier.carry(exchange(client, h, failed=lambda exc: told.append(exc.status)))
+            for h in ("aa" * 20, "bb" * 20)
+        ]
+        until(lambda: client.calls["add_magnets"] == 2)
+        before = client.calls["present"]
+        client.fail = "UNREACHABLE"
+        for future in futures:
+            with pytest.raises(InstanceError, match="connection dropped"):
+                future.result(timeout=10)
+    finally:
+        courier.close()
+    assert client.calls["present"] == before + 1  # one failed look, not one per batch
+    assert told == ["UNREACHABLE"]
+
+
+def test_a_batch_its_guard_stops_fails_alone_and_others_go_on() -> None:
+    client = FakeClient()
+
+    def guard() -> None:
+        raise InstanceError("SKIPPED", "the instance went down meanwhile")
+
+    courier = Courier()
+    try:
+        stopped = courier.carry(exchange(client, "aa" * 20, guard=guard))
+        sent = courier.carry(exchange(client, "bb" * 20))
+        with pytest.raises(InstanceError, match="went down meanwhile"):
+            stopped.result(timeout=10)
+        assert sent.result(timeout=10).present == {"bb" * 20}
+    finally:
+        courier.close()
+    assert [ids for method, ids in client.sequence if method == "add_magnets"] == [{"bb" * 20}]
 
 
 @pytest.mark.parametrize("threaded", [True, False])
-def test_an_error_in_an_exchange_is_raised_where_its_result_is_asked_for(threaded: bool) -> None:
+def test_an_unexpected_error_reaches_the_caller_and_the_courier_carries_on(threaded: bool) -> None:
+    client = FakeClient()
     courier = Courier(threaded=threaded)
 
-    def fail() -> None:
+    def boom() -> None:
         raise ValueError("boom")
 
     try:
-        future = courier.submit(fail)
         with pytest.raises(ValueError, match="boom"):
-            future.result(timeout=10)
-        assert courier.submit(lambda: 7).result(timeout=10) == 7  # the courier carries on
+            courier.carry(exchange(client, "aa" * 20, guard=boom)).result(timeout=10)
+        assert courier.carry(exchange(client, "bb" * 20)).result(timeout=10).present == {"bb" * 20}
     finally:
         courier.close()
+
+
+def test_close_finishes_what_was_handed_over() -> None:
+    client = FakeClient()
+    courier = Courier()
+    futures: list[Future[Verdict]] = [courier.carry(exchange(client, f"{n:x}" * 40)) for n in range(1, 10)]
+    courier.close()
+    assert all(f.done() and not f.exception() for f in futures)
 
 
 def test_what_the_instance_already_lists_is_not_sent_again_and_told_apart() -> None:

@@ -109,7 +109,7 @@ def test_launch_returns_while_the_courier_adds_and_land_settles_in_order(tmp_pat
     finally:
         courier.close()
     assert sorted(p.name for p in config.folders.sent.iterdir()) == ["a.magnet", "b.magnet", "c.magnet"]
-    assert client.threads == {"magnetd-courier_0"} and len(inbox) == 0
+    assert client.threads == {"magnetd-courier"} and len(inbox) == 0
 
 
 def test_a_flight_that_fails_on_the_courier_lands_on_the_next_instance(tmp_path: Path) -> None:
