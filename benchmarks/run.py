@@ -40,7 +40,7 @@ CLOCK = (
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="5 drops, N=200 and 400, 10 s idle (about two minutes)"
+        "--quick", action="store_true", help="5 drops, N=200 and 400, 10 s idle (about a minute)"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for results.json/csv/png")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary folders go")
