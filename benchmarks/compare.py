@@ -63,7 +63,7 @@ class Pair:
 
 
 def pairs(settings: Settings) -> dict[str, Pair]:
-    n, d = max(settings.bulk_sizes), settings.drain_size
+    n, d = max(settings.bulk_sizes), max(settings.drain_sizes)
     notify = (
         Check("lat_magnetd_median_ms", "latency median (to log)", "ms", "ratio", 1.05, "within 5 %"),
         Check("lat_magnetd_p95_ms", "latency p95 (to log)", "ms"),
@@ -121,7 +121,7 @@ def one_run(
     finally:
         features.close()
         shutil.rmtree(folder, ignore_errors=True)
-    report.derive(done.raw, settings.bulk_sizes, settings.drain_size)
+    report.derive(done.raw, settings.bulk_sizes, settings.drain_sizes)
     return {
         "pair": pair.name,
         "options": options.label,
@@ -222,8 +222,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    settings = Settings.quick() if args.quick else Settings(bulk_sizes=(10_000,), drain_size=10_000)
-    settings = dataclasses.replace(settings, references=False)
+    sizes = (200,) if args.quick else (10_000,)
+    settings = Settings.quick() if args.quick else Settings()
+    settings = dataclasses.replace(settings, bulk_sizes=sizes, drain_sizes=sizes, references=False)
     chosen = [p for name, p in pairs(settings).items() if not args.pair or name in args.pair]
     chosen = [p for p in chosen if not args.only or set(p.only) & set(args.only)]
     signal.signal(signal.SIGTERM, _terminate)

@@ -35,9 +35,10 @@ class Target:
     ref: str | float
     factor: float = 1.0
     offset: float = 0.0
+    strict: bool = False  # ``value < limit`` instead of ``<=``
 
 
-def rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
+def rows(sizes: Sequence[int], drains: Sequence[int]) -> list[Row]:
     """Every figure a run produces, in print order."""
     out = [
         Row("lat_magnetd_median_ms", "latency median, magnetd (to log)", "ms", "lat_watch_median_ms"),
@@ -85,26 +86,30 @@ def rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
             Row("bulk_per_file_growth", f"magnetd per-file cost, {large} vs {small}", "x", 1.0, "flat")
         )
     big = max(sizes)
-    ref = f"bulk{drain_n}_magnetd_s" if drain_n in sizes else None
-    per_file_ref = f"bulk{drain_n}_magnetd_per_file_ms" if drain_n in sizes else None
+    for d in drains:
+        ref = f"bulk{d}_magnetd_s" if d in sizes else None
+        per_file_ref = f"bulk{d}_magnetd_per_file_ms" if d in sizes else None
+        out += [
+            Row(f"drain{d}_s", f"drain {d}: instance answers -> all in sent/", "s", ref),
+            Row(f"drain{d}_per_file_ms", f"drain {d}: per file", "ms", per_file_ref),
+        ]
     out += [
-        Row(f"drain{drain_n}_s", f"drain {drain_n}: instance answers -> all in sent/", "s", ref),
-        Row(f"drain{drain_n}_per_file_ms", f"drain {drain_n}: per file", "ms", per_file_ref),
         Row("idle_cpu_percent", "idle CPU, % of one core", "%", 1.0, "target"),
         Row("idle_scrapes", "idle: /metrics scrapes (every 15 s, token)", "n", optional=True),
         Row("idle_scrape_median_ms", "idle: /metrics scrape, median", "ms", optional=True),
         Row("rss_idle_mb", "peak RSS of the idle daemon", "MiB", 80.0, "target", optional=True),
         Row(f"rss_bulk{big}_mb", f"peak RSS after bulk {big}", "MiB", 80.0, "target"),
-        Row(f"rss_drain{drain_n}_mb", f"peak RSS after drain {drain_n}", "MiB", 80.0, "target"),
-        Row("rss_peak_mb", "peak RSS (largest of the two)", "MiB", 80.0, "target"),
     ]
-    return out + notify_rows(sizes, drain_n)
+    out += [Row(f"rss_drain{d}_mb", f"peak RSS after drain {d}", "MiB", 80.0, "target") for d in drains]
+    out.append(Row("rss_peak_mb", "peak RSS (largest of bulk and drains)", "MiB", 80.0, "target"))
+    return out + notify_rows(sizes, drains)
 
 
-def notify_rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
+def notify_rows(sizes: Sequence[int], drains: Sequence[int]) -> list[Row]:
     """With ``--notify``: what the two receivers got from each scenario's daemons."""
     files: list[tuple[str, float | None]] = [("latency", None)]
-    files += [(f"bulk{n}", float(n)) for n in sizes] + [(f"drain{drain_n}", float(drain_n)), ("idle", None)]
+    files += [(f"bulk{n}", float(n)) for n in sizes] + [(f"drain{d}", float(d)) for d in drains]
+    files.append(("idle", None))
     out = []
     for label, count in files:
         out += [
@@ -124,8 +129,11 @@ def notify_rows(sizes: Sequence[int], drain_n: int) -> list[Row]:
     return out
 
 
-def targets(sizes: Sequence[int], drain_n: int) -> list[Target]:
+def targets(sizes: Sequence[int], drains: Sequence[int]) -> list[Target]:
     big = max(sizes)
+    drain_targets = [
+        Target(f"drain{d}_s", f"drain {d} <= bulk {d} + 3 s", f"bulk{d}_magnetd_s", 1.0, 3.0) for d in drains
+    ]
     return [
         Target(
             "lat_magnetd_median_ms",
@@ -136,25 +144,20 @@ def targets(sizes: Sequence[int], drain_n: int) -> list[Target]:
         Target(
             f"bulk{big}_magnetd_s", f"bulk {big} total <= 2x verification floor", f"bulk{big}_floor_s", 2.0
         ),
-        Target(
-            f"drain{drain_n}_s",
-            f"drain {drain_n} <= bulk {drain_n} + 3 s",
-            f"bulk{drain_n}_magnetd_s",
-            1.0,
-            3.0,
-        ),
+        *drain_targets,
         Target("idle_cpu_percent", "idle <= 1 % of one core", 1.0),
         Target("rss_peak_mb", "peak RSS <= 80 MiB", 80.0),
     ]
 
 
-def derive(raw: Raw, sizes: Sequence[int], drain_n: int) -> None:
+def derive(raw: Raw, sizes: Sequence[int], drains: Sequence[int]) -> None:
     """Add the figures computed from others (per-file growth, the larger RSS)."""
     if len(sizes) > 1:
         small, large = f"bulk{min(sizes)}_magnetd_per_file_ms", f"bulk{max(sizes)}_magnetd_per_file_ms"
         if small in raw and large in raw:
             raw["bulk_per_file_growth"] = raw[large] / raw[small]
-    rss = [raw[k] for k in (f"rss_bulk{max(sizes)}_mb", f"rss_drain{drain_n}_mb") if k in raw]
+    keys = [f"rss_bulk{max(sizes)}_mb"] + [f"rss_drain{d}_mb" for d in drains]
+    rss = [raw[k] for k in keys if k in raw]
     if rss:
         raw["rss_peak_mb"] = max(rss)
 
@@ -179,7 +182,8 @@ def verdict(raw: Raw, target: Target) -> tuple[float | None, str]:
     if base is None or value is None:
         return None, "N/A"
     limit = target.factor * base + target.offset
-    return limit, "PASS" if value <= limit else "MISS"
+    met = value < limit if target.strict else value <= limit
+    return limit, "PASS" if met else "MISS"
 
 
 def fmt(value: float | None) -> str:
@@ -190,16 +194,19 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def table(raw: Raw, sizes: Sequence[int], drain_n: int, options: str = "none") -> list[dict[str, Any]]:
+def table(
+    raw: Raw, sizes: Sequence[int], drains: Sequence[int], options: str = "none"
+) -> list[dict[str, Any]]:
     """One dict per row: key, label, value, unit, ratio, ratio_to, its target if it has one, and
     ``options``: which optional parts of magnetd were on (``none``, ``notify``, ``http``, ``notify+http``).
     """
-    by_key = {t.key: t for t in targets(sizes, drain_n)}
+    by_key = {t.key: t for t in targets(sizes, drains)}
+    every = rows(sizes, drains)
     lines = []
-    for row in rows(sizes, drain_n):
+    for row in every:
         if row.optional and row.key not in raw:
             continue
-        label = row.ref_label or next((r.label for r in rows(sizes, drain_n) if r.key == row.ref), "")
+        label = row.ref_label or next((r.label for r in every if r.key == row.ref), "")
         line: dict[str, Any] = {
             "key": row.key,
             "label": row.label,
@@ -257,12 +264,12 @@ def write(out: Path, result: dict[str, Any]) -> list[Path]:
         writer.writeheader()
         writer.writerows(result["table"])
     chart = out / "results.png"
-    if draw(chart, result["figures"], result["settings"]["bulk_sizes"], result["settings"]["drain_size"]):
+    if draw(chart, result["figures"], result["settings"]["bulk_sizes"], result["settings"]["drain_sizes"]):
         written.append(chart)
     return written
 
 
-def draw(path: Path, raw: Raw, sizes: Sequence[int], drain_n: int) -> bool:
+def draw(path: Path, raw: Raw, sizes: Sequence[int], drains: Sequence[int]) -> bool:
     """A three-panel PNG chart; False when matplotlib is not installed."""
     try:
         matplotlib: Any = importlib.import_module("matplotlib")
@@ -291,12 +298,10 @@ def draw(path: Path, raw: Raw, sizes: Sequence[int], drain_n: int) -> bool:
             f"watch {n}": f"bulk{n}_watch_s",
         }
     _bars(axes[1], "bulk: seconds until all N (log)", raw, bulk_keys, log=True)
-    _bars(
-        axes[2],
-        f"drain {drain_n} vs bulk (s)",
-        raw,
-        {f"bulk {drain_n}": f"bulk{drain_n}_magnetd_s", f"drain {drain_n}": f"drain{drain_n}_s"},
-    )
+    drain_keys: dict[str, str] = {}
+    for d in drains:
+        drain_keys |= {f"bulk {d}": f"bulk{d}_magnetd_s", f"drain {d}": f"drain{d}_s"}
+    _bars(axes[2], "drain vs bulk (s)", raw, drain_keys)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,8 +1,10 @@
 """Run every benchmark once: ``python -m benchmarks.run [--quick] [--out benchmarks/results]``.
 
-Starts its own qbittorrent-nox instances and magnetd daemons, measures,
-prints each figure with its ratio and target, and writes ``results.json``,
-``results.csv`` (and ``results.png`` when matplotlib is installed) to ``--out``.
+Starts its own qbittorrent-nox instances and magnetd daemons, measures bulk and drain at
+each size (default 2,000, 10,000 and 30,000 files), prints each figure with its ratio and
+target, the scale table with its goals and a 100,000-file estimate, and writes
+``results.json``, ``results.csv`` (and ``results.png``, ``scale.png`` when matplotlib is
+installed) to ``--out``.
 Exit status: 0 when every scenario finished (targets missed or not), 1 otherwise.
 """
 
@@ -21,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, scenarios
+from benchmarks import report, scale, scaleplot, scenarios
 from benchmarks.features import Features, Options
 from benchmarks.rig import Rig, enter_private_network, machine
 from benchmarks.scenarios import Settings
@@ -37,7 +39,9 @@ CLOCK = (
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 drops, N=200, 10 s idle (about a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="5 drops, N=200 and 400, 10 s idle (about a minute)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for results.json/csv/png")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary folders go")
     parser.add_argument(
@@ -50,9 +54,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--sizes",
         type=_sizes,
         default=None,
-        help="bulk drop sizes, comma-separated (default 1000,10000; quick 200)",
+        help="bulk drop sizes, comma-separated (default 2000,10000,30000; quick 200,400)",
     )
-    parser.add_argument("--drain", type=int, default=None, help="files in the drain scenario (default 10000)")
+    parser.add_argument(
+        "--drain",
+        type=_sizes,
+        default=None,
+        help="drain sizes, comma-separated (default: the bulk sizes)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="sample magnetd with py-spy during bulk (largest N) and drain"
     )
@@ -92,7 +101,7 @@ def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[
 
     steps: list[tuple[str, str, Step]] = [("latency", "latency", latency)]
     steps += [("bulk", f"bulk{n}", partial(scenarios.bulk, rig, n, settings)) for n in settings.bulk_sizes]
-    steps.append(("drain", f"drain{settings.drain_size}", partial(scenarios.drain, rig, settings)))
+    steps += [("drain", f"drain{n}", partial(scenarios.drain, rig, n)) for n in settings.drain_sizes]
     steps.append(("idle", "idle", partial(scenarios.idle, rig, settings)))
     return steps
 
@@ -132,13 +141,17 @@ def measure(rig: Rig, settings: Settings, only: list[str] | None) -> Outcome:
 
 def result(meta: dict[str, Any], settings: Settings, options: Options, done: Outcome) -> dict[str, Any]:
     """Everything the JSON file holds."""
-    report.derive(done.raw, settings.bulk_sizes, settings.drain_size)
+    sizes, drains = settings.bulk_sizes, settings.drain_sizes
+    report.derive(done.raw, sizes, drains)
+    scale.derive(done.raw, sizes, drains)
     return {
         "meta": meta,
-        "settings": asdict(settings),
+        # drain_size: the largest drain, for readers of results written before drain_sizes
+        "settings": asdict(settings) | {"drain_size": max(drains)},
         "options": options.describe(),
         "figures": done.raw,
-        "table": report.table(done.raw, settings.bulk_sizes, settings.drain_size, options.label),
+        "table": report.table(done.raw, sizes, drains, options.label),
+        "scale": scale.summary(done.raw, sizes, drains),
         "samples": done.samples,
         "errors": done.errors,
         "scenario_seconds": done.seconds,
@@ -157,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     settings = Settings.quick() if args.quick else Settings()
     if args.sizes:
-        settings = replace(settings, bulk_sizes=args.sizes)
+        settings = replace(settings, bulk_sizes=args.sizes, drain_sizes=args.sizes)
     if args.drain:
-        settings = replace(settings, drain_size=args.drain)
+        settings = replace(settings, drain_sizes=args.drain)
     options = Options(notify=args.notify, http=args.http)
     signal.signal(signal.SIGTERM, _terminate)
     network = "host network (--host-network)" if args.host_network else enter_private_network()
@@ -179,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     data = result(meta, settings, options, done)
     print()
     print(report.render(data["table"]))
-    for path in report.write(args.out, data):
+    print()
+    print(scale.render(data["scale"]))
+    print()
+    print(scaleplot.text_chart(data["scale"]))
+    for path in [*report.write(args.out, data), *scaleplot.write(args.out, data["scale"])]:
         print(f"wrote {path}")
     for error in done.errors:
         print(f"ERROR {error}", file=sys.stderr)

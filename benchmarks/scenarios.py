@@ -40,8 +40,8 @@ class Settings:
     """How much to measure: the full run or ``--quick``."""
 
     drops: int = 20
-    bulk_sizes: tuple[int, ...] = (1000, 10_000)
-    drain_size: int = 10_000
+    bulk_sizes: tuple[int, ...] = (2000, 10_000, 30_000)
+    drain_sizes: tuple[int, ...] = (2000, 10_000, 30_000)
     idle_seconds: float = 60.0
     # Random pause after the previous drop was done: isolated drops, spread over a whole
     # period of the watched folder's 2 s timer.
@@ -55,7 +55,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(drops=5, bulk_sizes=(200,), drain_size=200, idle_seconds=10.0)
+        return cls(drops=5, bulk_sizes=(200, 400), drain_sizes=(200, 400), idle_seconds=10.0)
 
 
 def bulk_timeout(n: int) -> float:
@@ -289,9 +289,8 @@ def wait_held(daemon: Daemon, n: int, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def drain(rig: Rig, settings: Settings) -> Figures:
+def drain(rig: Rig, n: int) -> Figures:
     """N files dropped while the only instance is stopped; from its first answer to all in sent/."""
-    n = settings.drain_size
     items = magnets(f"d{n}", n)
     with ExitStack() as stack:
         server = rig.qbt(stack, f"drain{n}")

@@ -47,6 +47,32 @@ QUICK_FIGURES = [
     "idle_scrapes",
     "idle_scrape_median_ms",
 ]
+SIZES = (200, 400)  # Settings.quick(): bulk and drain at both
+SCALE_FIGURES = [
+    key
+    for n in SIZES
+    for key in (
+        f"bulk{n}_magnetd_s",
+        f"bulk{n}_magnetd_log_s",
+        f"bulk{n}_api_s",
+        f"bulk{n}_watch_s",
+        f"bulk{n}_cpu_s",
+        f"bulk{n}_cpu_per_file_us",
+        f"bulk{n}_added_vs_watch",
+        f"bulk{n}_verified_vs_alone",
+        f"drain{n}_s",
+        f"drain{n}_minus_bulk_s",
+        f"rss_bulk{n}_mb",
+        f"rss_drain{n}_mb",
+    )
+] + [
+    "estimate100000_bulk_magnetd_s",
+    "estimate100000_bulk_magnetd_log_s",
+    "estimate100000_bulk_api_s",
+    "estimate100000_bulk_watch_s",
+    "estimate100000_drain_s",
+    "estimate100000_bulk_cpu_per_file_us",
+]
 DROPS = 5  # Settings.quick(): each latency round drops one more (the warm-up), and there are two rounds
 
 
@@ -73,19 +99,31 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert result["meta"]["mode"] == "quick"
     assert result["meta"]["options"] == result["options"]["label"] == "notify+http"
     figures = result["figures"]
-    for key in QUICK_FIGURES:
+    for key in QUICK_FIGURES + SCALE_FIGURES:
         value = figures.get(key)
         assert isinstance(value, int | float) and not isinstance(value, bool), f"{key}: {value!r}"
         assert math.isfinite(value), f"{key}: {value!r}"
     assert (out / "results.csv").read_text(encoding="utf-8").startswith("key,label,value")
     targets = [row for row in result["table"] if row["status"]]
     assert {row["status"] for row in targets} <= {"PASS", "MISS"}
-    assert len(targets) == 5
+    assert len(targets) == 4 + len(SIZES)  # latency, bulk 400 vs floor, idle, RSS; a drain per size
     assert {row["options"] for row in result["table"]} == {"notify+http"}
 
     assert figures["idle_scrapes"] >= 1, "the scraper got /metrics with the token"
-    told = {label: figures[f"notify_{label}_sent_files"] for label in ("latency", "bulk200", "drain200")}
-    assert told == {"latency": 2 * (DROPS + 1), "bulk200": 200, "drain200": 200}, "every sent file was told"
-    for label in ("latency", "bulk200", "drain200"):
+    labels = ["latency"] + [f"{kind}{n}" for kind in ("bulk", "drain") for n in SIZES]
+    told = {label: figures[f"notify_{label}_sent_files"] for label in labels}
+    expected = {"latency": 2 * (DROPS + 1)} | {f"{kind}{n}": n for kind in ("bulk", "drain") for n in SIZES}
+    assert told == expected, "every sent file was told"
+    for label in labels:
         assert figures[f"notify_{label}_webhook_posts"] >= 1
         assert figures[f"notify_{label}_apprise_posts"] == figures[f"notify_{label}_webhook_posts"]
+
+    scale = result["scale"]
+    rows = scale["rows"]
+    assert [(row["n"], row["estimate"]) for row in rows] == [(200, False), (400, False), (100_000, True)]
+    for row in rows[:2]:
+        assert row["verified_s"] == figures[f"bulk{row['n']}_magnetd_s"]
+        assert row["cpu_per_file_us"] == pytest.approx(figures[f"bulk{row['n']}_cpu_s"] / row["n"] * 1e6)
+    assert rows[2]["verified_s"] == figures["estimate100000_bulk_magnetd_s"]
+    assert {goal["status"] for goal in scale["targets"]} <= {"PASS", "MISS"}, scale["targets"]
+    assert "scale: added = all N" in done.stdout and "100,000*" in done.stdout
