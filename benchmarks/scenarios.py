@@ -301,6 +301,7 @@ def drain(rig: Rig, n: int) -> Figures:
         sent = watch_folder(stack, daemon.sent)
         rename_in(staging, daemon.inbox, items)
         wait_held(daemon, n, bulk_timeout(n))
+        held_rss = peak_rss_mb(daemon_pid(daemon))
         probe = AnswerProbe(server.url)
         stack.callback(probe.stop)
         with ExitStack() as spying:
@@ -314,7 +315,12 @@ def drain(rig: Rig, n: int) -> Figures:
         floor_seconds(logged_in(server), items)  # checks that qBittorrent really lists all n
         rss = peak_rss_mb(daemon_pid(daemon))
     seconds = done - probe.answered_at
-    return {f"drain{n}_s": seconds, f"drain{n}_per_file_ms": seconds / n * 1000, f"rss_drain{n}_mb": rss}
+    return {
+        f"drain{n}_s": seconds,
+        f"drain{n}_per_file_ms": seconds / n * 1000,
+        f"rss_drain{n}_mb": rss,
+        f"rss_held{n}_mb": held_rss,
+    }
 
 
 # -- 4. idle --------------------------------------------------------------------------------

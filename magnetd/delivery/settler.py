@@ -46,13 +46,18 @@ log = logs.get(__name__)
 
 @dataclass(slots=True)
 class Job:
-    """One inbox file, read and parsed, with the options its magnets are added with."""
+    """One inbox file, read and parsed, with the options its magnets are added with.
+
+    ``data``: the file's bytes where a partial outcome is written from them (queue
+    files); empty otherwise, since every job of a large drop is held in memory at once.
+    """
 
     waiting: Waiting
     rel: PurePath
     data: bytes
     item: Item
     options: AddOptions
+    size: int = 0  # bytes the file had
 
 
 @dataclass

@@ -155,7 +155,7 @@ class _Batch:
     def add(self, job: Job) -> None:
         self.jobs.append(job)
         self.entries += len(job.item.entries)
-        self.size += len(job.data)
+        self.size += job.size
 
     def full(self, config: Config) -> bool:
         return self.entries >= config.batch_size or self.size >= BATCH_BYTES
