@@ -119,7 +119,7 @@ class LoadClient:
 
     def filtered(self, state_filter: str) -> list[dict[str, Any]]:
         self.calls.append(f"filter={state_filter}")
-        return self.torrents if state_filter == "downloading" else []
+        return self.torrents if state_filter == "active" else []
 
     def free_space(self) -> int:
         self.calls.append("maindata")
@@ -139,8 +139,8 @@ def test_the_prober_reads_load_only_where_needed_and_free_space_once_a_minute() 
     prober = Prober(cfg.instances, clients, health, None, 1, balance=balance)
     prober.round()
     prober.round()
-    first = ["filter=downloading", "filter=checking", "maindata"]
-    assert clients["a"].calls == [*first, "filter=downloading", "filter=checking"]  # maindata once
+    counts = ["filter=active", "filter=stalled_downloading", "filter=checking"]
+    assert clients["a"].calls == [*counts, "maindata", *counts]  # maindata once
     assert clients["b"].calls == []  # no limit, priority: no load probe at all
     view = {v.name: v.status for v in health.views()}
     assert view == {"a": InstanceStatus.BUSY, "b": InstanceStatus.OK}
