@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results"
 BASELINE = "b20ec5a^"
 """The commit whose prober is the baseline: the one before the several-instances feature."""
 ADD_CHUNK = 1000  # magnets per torrents/add while filling the instance
+SEND_ROUNDS = 5  # rounds reading the free space during which a verification is timed
 FREE_ADVANCE = 61.0  # seconds the load clock moves before a "read" round: the free space is due again
 
 
@@ -114,8 +116,8 @@ def fill(server_api: Any, count: int, active: int) -> list[str]:
     return hashes
 
 
-def unpack_baseline(rev: str, target: Path) -> Path:
-    """``magnetd/`` of ``rev`` unpacked under ``target`` (imported from there by the baseline worker)."""
+def unpack(rev: str, target: Path) -> Path:
+    """``magnetd/`` of ``rev`` unpacked under ``target`` (a worker imports it from there)."""
     target.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev, "magnetd"], check=True, capture_output=True
@@ -125,12 +127,13 @@ def unpack_baseline(rev: str, target: Path) -> Path:
 
 
 def run_case(
-    case: Case, url: str, password: str, pid: int, rounds: int, baseline: Path, work: Path
+    case: Case, url: str, password: str, pid: int, rounds: int, codes: dict[str, str], work: Path
 ) -> dict[str, Any]:
     """Run one case's worker process; its result."""
     out = work / f"{case.label.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.json"
     spec = {
-        "code": str(baseline) if case.code == "baseline" else "",
+        "code": codes[case.code],
+        "baseline": case.code == "baseline",
         "url": url,
         "settings": case.settings,
         "instance": case.instance,
@@ -158,6 +161,7 @@ def summary(label: str, result: dict[str, Any]) -> dict[str, Any]:
         "requests_per_round": result["requests_per_round"],
         "health": result["health"],
         "bytes_per_round": result["bytes_per_round"],
+        "send_during_round_ms_median": statistics.median(result["send_during_round_ms"] or [0.0]),
     }
 
 
@@ -169,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--active", type=int, default=50, help="of those, resumed (default 50)")
     parser.add_argument("--rounds", type=int, default=10, help="measured rounds per case (default 10)")
     parser.add_argument("--baseline", default=BASELINE, help=f"the baseline's commit (default {BASELINE})")
+    parser.add_argument("--current", help="measure this commit's code instead of the working tree's")
     parser.add_argument("--only", action="append", help="run only cases whose label contains this")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for probecost.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -177,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worker(json.loads(args.worker))
     network = enter_private_network()
     root = Path(tempfile.mkdtemp(prefix="magnetd-probecost-"))
-    baseline = unpack_baseline(args.baseline, root / "baseline")
+    codes = {"baseline": str(unpack(args.baseline, root / "baseline")), "current": ""}
+    if args.current:
+        codes["current"] = str(unpack(args.current, root / "current"))
     cases = [c for c in CASES if not args.only or any(o in c.label for o in args.only)]
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
@@ -192,9 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"states: {dict(states)}", flush=True)
         for case in cases:
             work = rig.folder("case")
-            result = run_case(
-                case, server.url, server.password, server.process.pid, args.rounds, baseline, work
-            )
+            result = run_case(case, server.url, server.password, server.process.pid, args.rounds, codes, work)
             row = summary(case.label, result)
             results.append(row)
             print(
@@ -202,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  qBittorrent CPU {row['qbt_cpu_ms_median']:8.1f} ms"
                 f" (stat {row['qbt_cpu_ms_per_round_stat']:.1f})  {row['health']}",
                 f" {row['requests_per_round']}",
+                f" send during: {row['send_during_round_ms_median']:.1f} ms",
                 flush=True,
             )
     report = {
@@ -211,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "states": dict(states),
         "rounds": args.rounds,
         "baseline": args.baseline,
+        "current": args.current or "working tree",
         "cases": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -247,7 +254,7 @@ def worker(spec: dict[str, Any]) -> int:
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     cfg = config_module.load(path, os.environ)
     clock = FakeClock()
-    round_, client = build_prober(cfg, clock, baseline=bool(spec["code"]))
+    round_, client = build_prober(cfg, clock, baseline=spec["baseline"])
     tally = Tally(client)
     warm = round_()  # warm-up: login, app/version, the first free-space read
     pid = spec["pid"]
@@ -263,16 +270,39 @@ def worker(spec: dict[str, Any]) -> int:
         rows.append({"wall_ms": (wall1 - wall0) * 1000, "qbt_cpu_ms": (cpu1 - cpu0) / 1e6})
     stat_cpu = cpu_seconds(pid) - stat_before
     n = spec["rounds"]
+    requests = {k: v / n for k, v in sorted(tally.requests.items())}
+    answered = sum(tally.bytes.values()) / n
+    during = sends_during_rounds(round_, client, clock, spec["advance"]) if spec["advance"] else []
     result = {
+        "free_space_answers": tally.free_answers(),
+        "send_during_round_ms": during,
         "health_after_warmup": warm,
         "health": health,
         "rounds": rows,
         "qbt_stat_cpu_ms": stat_cpu * 1000,
-        "requests_per_round": {k: v / n for k, v in sorted(tally.requests.items())},
-        "bytes_per_round": sum(tally.bytes.values()) / n,
+        "requests_per_round": requests,
+        "bytes_per_round": answered,
     }
     Path(spec["result"]).write_text(json.dumps(result), encoding="utf-8")
     return 0
+
+
+def sends_during_rounds(
+    round_: Callable[[], str], client: Any, clock: FakeClock, advance: float
+) -> list[float]:
+    """Milliseconds a verification (``torrents/info`` by hash, under the send lock) takes when it is
+    asked 0.1 s into a round that reads the free space; one per round, SEND_ROUNDS rounds."""
+    took = []
+    for _ in range(SEND_ROUNDS):
+        clock.now += advance
+        prober = threading.Thread(target=round_)
+        prober.start()
+        time.sleep(0.1)
+        begun = time.perf_counter()
+        client.present({"0" * 40})
+        took.append((time.perf_counter() - begun) * 1000)
+        prober.join()
+    return took
 
 
 class FakeClock:
@@ -291,6 +321,7 @@ class Tally:
     def __init__(self, client: Any) -> None:
         self.requests: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
+        self.maindata: list[Any] = []  # the sync/maindata answers, read after the rounds
         sessions = [client._session] + [s for s in (getattr(client, "_side", None),) if s is not None]
         for session in sessions:
             self._wrap(session)
@@ -305,9 +336,15 @@ class Tally:
             key = f"{path}?filter={form['filter']}" if isinstance(form, dict) and "filter" in form else path
             self.requests[key] += 1
             self.bytes[key] += len(response.content)
+            if path.startswith("sync/maindata"):
+                self.maindata.append(response)
             return response
 
         session.request = counted
+
+    def free_answers(self) -> list[int]:
+        """The ``free_space_on_disk`` values qBittorrent answered."""
+        return [r.json().get("server_state", {}).get("free_space_on_disk", -1) for r in self.maindata]
 
     def reset(self) -> None:
         self.requests.clear()
