@@ -29,9 +29,30 @@ ALWAYS_ACTIVE = frozenset(
 ACTIVE_IF_INCOMPLETE = frozenset({"checkingResumeData", "moving"})
 """States that count as an active download only while the torrent is incomplete."""
 ACTIVE_FILTERS = ("downloading", "checking")
-"""``torrents/info`` filters whose union holds every active download (and paused/queued ones,
-dropped by state). No single filter does: in 4.5.2 ``downloading`` includes pausedDL and
-queuedDL, ``active`` leaves out stalledDL; ``checking`` brings checkingResumeData."""
+"""``torrents/info`` filters whose union holds every active download (and paused/stopped and
+queued ones, dropped by state). No single filter does; ``checking`` brings checkingResumeData.
+But ``downloading`` includes pausedDL (stoppedDL in 5.x) and queuedDL: on an instance holding
+10,000 paused downloads it is a full listing (a second of qBittorrent's CPU per probe)."""
+ACTIVE_FILTERS_4X = ("active", "stalled_downloading", "checking")
+"""The same union for qBittorrent 4.x, none of them listing paused or queued torrents: 4.x's
+``active`` lists metaDL, downloading, forcedDL and moving unconditionally (and uploading seeds,
+dropped by state). Not for 5.x: 5.3's ``active`` leaves out an idle metaDL, and no 5.x filter
+both lists it and leaves out stopped downloads."""
+FIVE_WEBAPI = (2, 10)
+"""WebAPI versions from here on are qBittorrent 5.x (4.6.x, the last 4.x, is 2.9.x)."""
+
+
+def active_filters(webapi: str) -> tuple[str, ...]:
+    """The filters to count active downloads with, for WebAPI version ``webapi`` (e.g. ``2.8.19``).
+
+    A filter name qBittorrent does not know lists everything, so unknown versions get the
+    filters every version knows.
+    """
+    try:
+        version = tuple(int(part) for part in webapi.split(".")[:2])
+    except ValueError:
+        return ACTIVE_FILTERS
+    return ACTIVE_FILTERS_4X if (2, 0) <= version < FIVE_WEBAPI else ACTIVE_FILTERS
 
 
 def count_active(torrents: Iterable[Mapping[str, Any]]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from magnetd import logs
-from magnetd.balance.load import ACTIVE_FILTERS, count_active
+from magnetd.balance.load import active_filters, count_active
 from magnetd.balance.router import Balance
 
 log = logs.get(__name__)
@@ -25,15 +25,16 @@ class LoadApi(Protocol):
     def free_space(self) -> int: ...
 
 
-def probe_load(balance: Balance, name: str, client: object) -> None:
-    """Read what ``balance`` needs of instance ``name``; an InstanceError passes up."""
+def probe_load(balance: Balance, name: str, client: object, webapi: str = "") -> None:
+    """Read what ``balance`` needs of instance ``name`` (WebAPI version ``webapi``); an InstanceError
+    passes up."""
     inst = next(i for i in balance.instances if i.name == name)
     if not isinstance(client, LoadApi):
         return  # a test's fake client without load calls
     loads = balance.loads
     if balance.needs_active(inst):
         counted_at = loads.now()
-        listed = [t for f in ACTIVE_FILTERS for t in client.filtered(f)]
+        listed = [t for f in active_filters(webapi) for t in client.filtered(f)]
         active = count_active(listed)
         loads.set_active(name, active, counted_at)
         log.debug("load_probed", instance=name, active=active, listed=len(listed))

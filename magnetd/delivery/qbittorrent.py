@@ -178,6 +178,15 @@ def matches(torrent: Mapping[str, Any]) -> set[str]:
     return found
 
 
+def _session(api_key: str) -> requests.Session:
+    """A session sending magnetd's User-Agent and, with an API key, its Bearer token."""
+    session = requests.Session()
+    session.headers["User-Agent"] = "magnetd"
+    if api_key:  # qBittorrent 5.2+: sent on every request, no login
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    return session
+
+
 class ClientApi(Protocol):
     """The calls the dispatcher, prober, ledger and courier make: a :class:`Client`, or a test's fake."""
 
@@ -213,12 +222,12 @@ class Client:
         self._timeout = timeout
         self._clock = clock
         self._lock = threading.Lock()
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = "magnetd"
-        if api_key:
-            self._session.headers["Authorization"] = f"Bearer {api_key}"
+        self._session = _session(api_key)
+        self._side_lock = threading.Lock()  # slow reads (sync/maindata): never behind or ahead of a send
+        self._side = _session(api_key)  # their own connection; the cookies copied from _session
         self._app_version = ""  # app/version, asked once per session
         self._logged_in = False
+        self._logins = 0  # successful logins so far: a slow read logs in again only if nobody else did
         self._failures = 0
         self._blocked_until: float | None = None
         self._block_status: str = InstanceStatus.AUTH_FAILED
@@ -315,10 +324,14 @@ class Client:
             return self._torrent_list(self._call("POST", "torrents/info", data={"filter": state_filter}))
 
     def free_space(self) -> int:
-        """``server_state.free_space_on_disk`` of ``sync/maindata`` (costly: seconds on big instances)."""
-        with self._lock:
-            response = self._call("GET", "sync/maindata", params={"rid": "0"})
-            data = self._json(response, "sync/maindata")
+        """``server_state.free_space_on_disk`` of ``sync/maindata`` (costly: seconds on big instances).
+
+        Sent on a connection of its own, without the lock adds and verifications hold,
+        so sends to this instance never wait behind it.
+        """
+        with self._side_lock:
+            response = self._side_call("GET", "sync/maindata", params={"rid": "0"})
+        data = self._json(response, "sync/maindata")
         state = data.get("server_state") if isinstance(data, dict) else None
         free = state.get("free_space_on_disk") if isinstance(state, dict) else None
         return int(free) if isinstance(free, int | float) else -1
@@ -328,6 +341,8 @@ class Client:
         with self._lock:
             self._logged_in = False
             self._session.close()
+        with self._side_lock:
+            self._side.close()
 
     # internals: called with the lock held
 
@@ -354,11 +369,13 @@ class Client:
             text = text.replace(secret, "***") if secret else text
         return text
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One HTTP request, with requests' exceptions turned into InstanceError."""
+    def _send(
+        self, method: str, path: str, session: requests.Session | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One HTTP request (on ``session``, or the main one), requests' exceptions as InstanceError."""
         url = self._base + path
         try:
-            return self._session.request(
+            return (session or self._session).request(
                 method,
                 url,
                 timeout=(self._timeout, self._timeout),
@@ -398,7 +415,12 @@ class Client:
     ) -> requests.Response:
         """A request with the API key: no login; a 403 means the key is wrong (never asked again at once)."""
         self._check_backoff()
-        response = self._send(method, path, **kwargs)
+        return self._keyed_answer(self._send(method, path, **kwargs), path, accept)
+
+    def _keyed_answer(
+        self, response: requests.Response, path: str, accept: Collection[int]
+    ) -> requests.Response:
+        """Read the answer to a request with the API key."""
         if response.status_code in accept:
             self._failures = 0
             return response
@@ -410,6 +432,36 @@ class Client:
             raise self._refused(InstanceStatus.AUTH_FAILED, detail)
         raise self._unexpected(response, path)
 
+    def _side_call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A slow read on the side session: the lock is held to log in and copy the session
+        cookie, or to read the answer, never while qBittorrent works on the request."""
+        with self._lock:
+            logins = self._side_ready()
+        response = self._send(method, path, self._side, **kwargs)
+        if response.status_code == 403 and not self._api_key:  # the session expired: log in again, once
+            with self._lock:
+                if self._logins == logins:  # nobody has logged in again meanwhile
+                    self._logged_in = False
+                logins = self._side_ready()
+            response = self._send(method, path, self._side, **kwargs)
+        with self._lock:
+            if self._api_key:
+                return self._keyed_answer(response, path, (200,))
+            if response.status_code == 200:
+                return response
+            if response.status_code == 403 and self._logins == logins:
+                self._logged_in = False
+            raise self._unexpected(response, path)
+
+    def _side_ready(self) -> int:
+        """Log in if needed and give the side session the main session's cookies; the login count."""
+        if self._api_key:
+            self._check_backoff()
+        elif not self._logged_in:
+            self._login()
+        self._side.cookies = self._session.cookies.copy()
+        return self._logins
+
     def _login(self) -> None:
         """Post the credentials, unless the back-off forbids it; raise on any failure."""
         self._check_backoff()
@@ -419,6 +471,7 @@ class Client:
         code, body = response.status_code, response.text.strip()
         if code == 204 or (code == 200 and body == "Ok."):
             self._logged_in = True
+            self._logins += 1
             self._app_version = ""  # perhaps a new qBittorrent behind the same address
             self._failures = 0
             self._blocked_until = None

@@ -137,7 +137,7 @@ class Prober(threading.Thread):
             app = client.app_version()  # asked once per session
             disconnected = inst.require_connection and client.connection_status() == "disconnected"
             if self.balance is not None:
-                probe_load(self.balance, inst.name, client)
+                probe_load(self.balance, inst.name, client, version)
         except InstanceError as exc:
             self.health.set_failure(inst.name, exc)
         except Exception as exc:

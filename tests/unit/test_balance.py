@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from magnetd.balance.load import Facts, Loads, count_active
+from magnetd.balance.load import Facts, Loads, active_filters, count_active
 from magnetd.balance.router import Balance
 from magnetd.balance.settings import Limits, Strategy, parse_size
 from magnetd.balance.strategy import Chooser, limit_status
@@ -48,6 +48,23 @@ def test_active_downloads_are_counted_by_state() -> None:
         {"hash": "7", "state": "error", "progress": 0.2},
     ]
     assert count_active(torrents) == 3
+
+
+@pytest.mark.parametrize(
+    ("webapi", "filters"),
+    [
+        ("2.8.19", ("active", "stalled_downloading", "checking")),  # 4.5.2
+        ("2.9.3", ("active", "stalled_downloading", "checking")),  # 4.6.5
+        ("2.11.2", ("downloading", "checking")),  # 5.0
+        ("2.16.2", ("downloading", "checking")),  # 5.3.0
+        ("", ("downloading", "checking")),
+        ("garbage", ("downloading", "checking")),
+    ],
+)
+def test_active_downloads_are_asked_without_paused_ones_where_a_filter_allows(
+    webapi: str, filters: tuple[str, ...]
+) -> None:
+    assert active_filters(webapi) == filters
 
 
 def test_limits_give_their_statuses() -> None:
@@ -119,7 +136,7 @@ class LoadClient:
 
     def filtered(self, state_filter: str) -> list[dict[str, Any]]:
         self.calls.append(f"filter={state_filter}")
-        return self.torrents if state_filter == "downloading" else []
+        return self.torrents if state_filter == "active" else []
 
     def free_space(self) -> int:
         self.calls.append("maindata")
@@ -139,8 +156,8 @@ def test_the_prober_reads_load_only_where_needed_and_free_space_once_a_minute() 
     prober = Prober(cfg.instances, clients, health, None, 1, balance=balance)
     prober.round()
     prober.round()
-    first = ["filter=downloading", "filter=checking", "maindata"]
-    assert clients["a"].calls == [*first, "filter=downloading", "filter=checking"]  # maindata once
+    counts = ["filter=active", "filter=stalled_downloading", "filter=checking"]
+    assert clients["a"].calls == [*counts, "maindata", *counts]  # maindata once
     assert clients["b"].calls == []  # no limit, priority: no load probe at all
     view = {v.name: v.status for v in health.views()}
     assert view == {"a": InstanceStatus.BUSY, "b": InstanceStatus.OK}
