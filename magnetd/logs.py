@@ -4,16 +4,24 @@ Events are names, not sentences: ``log.info("file_sent", file=..., infohash=...)
 Every event carries the ``logger`` that emitted it; ``None`` values are left out;
 an error logged with ``exc_info`` (``log.exception``) carries its traceback on every
 target, as the ``exception`` field, masked like the rest.
+
+The hot path (one ``file_sent`` per file) is kept cheap: a logger from :func:`get` keeps
+its assembled structlog logger until the configuration changes, secrets are masked and
+``None`` fields dropped in one pass, the timestamp's date and time are formatted once a
+second, and JSON lines come from one reused encoder. What is written is the same as
+structlog's own ``TimeStamper`` and ``JSONRenderer`` write.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.processors import ExceptionRenderer
@@ -40,12 +48,26 @@ ROOT = "magnetd"  # the logger name of events logged without one
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_secret_values: tuple[str, ...] = ()  # a snapshot of _secrets, replaced whole: read without the lock
+_secret_key: dict[str, bool] = {}  # key -> is it a secret's name; event keys are few, names in the code
+_SECRET_KEY_CACHE = 4096
 
 
 def register_secrets(values: Iterable[str]) -> None:
     """Remember secret values so that they are masked wherever they appear in an event."""
+    global _secret_values
     with _secrets_lock:
         _secrets.update(v for v in values if len(v) >= 3)
+        _secret_values = tuple(_secrets)
+
+
+def _is_secret_key(key: str) -> bool:
+    known = _secret_key.get(key)
+    if known is None:
+        known = key.lower() in SECRET_KEYS
+        if len(_secret_key) < _SECRET_KEY_CACHE:
+            _secret_key[key] = known
+    return known
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -53,15 +75,38 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 
     Strings inside lists and dicts (a structured traceback) are masked too.
     """
-    with _secrets_lock:
-        secrets = tuple(_secrets)
+    secrets = _secret_values
     for key, value in list(event.items()):
         event[key] = _scrub(key, value, secrets)
     return event
 
 
+def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """:func:`redact`, then :func:`drop_none`, in one pass (the order of the fields is kept).
+
+    A secret key is masked even when its value is ``None``, as :func:`redact` does first.
+    """
+    secrets, known = _secret_values, _secret_key
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        secret = known.get(key)
+        if secret is None:
+            secret = _is_secret_key(key)
+        if secret:
+            out[key] = REDACTED
+        elif value is None:
+            continue
+        elif isinstance(value, str):
+            out[key] = _mask(value, secrets) if secrets else value
+        elif isinstance(value, dict | list | tuple):
+            out[key] = _scrub(key, value, secrets)
+        else:
+            out[key] = value
+    return out
+
+
 def _scrub(key: str, value: Any, secrets: tuple[str, ...]) -> Any:
-    if key.lower() in SECRET_KEYS:
+    if _is_secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return _mask(value, secrets) if secrets else value
@@ -88,6 +133,63 @@ def drop_none(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
 
 # A traceback as data for JSON lines: frames without their local variables, which may hold secrets.
 dict_tracebacks = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+
+_stamp_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS"), replaced whole
+
+
+def iso_utc(now_ns: int) -> str:
+    """``now_ns`` (ns since the epoch) as ``datetime.isoformat`` writes it in UTC, ``+00:00`` as ``Z``.
+
+    Like ``datetime.now``, the time is cut (not rounded) to microseconds, and a time on
+    a whole second has no fraction. The date and time are formatted once per second.
+    """
+    global _stamp_second
+    second, micros = divmod(now_ns // 1000, 1_000_000)
+    cached_second, text = _stamp_second
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamp_second = (second, text)
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+
+
+def timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: ``TimeStamper(fmt="iso", utc=True)``'s ``timestamp``, cheaper."""
+    event["timestamp"] = iso_utc(time.time_ns())
+    return event
+
+
+def _json_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """``json.dumps(value, default=default)`` as one reused encoder: the same text, no set-up per call.
+
+    It skips ``json.dumps``'s check for circular references (an event never holds one;
+    if one did, the encoder would fail with ``RecursionError`` instead of ``ValueError``).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        encoder = json.JSONEncoder(default=default)
+        return encoder.encode
+    chunks = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+class JSONSerializer:
+    """The ``serializer`` of structlog's ``JSONRenderer``: its ``default`` handler, one encoder."""
+
+    def __init__(self) -> None:
+        self._default: Callable[[Any], Any] | None = None
+        self._encode: Callable[[Any], str] | None = None
+
+    def __call__(self, value: Any, *, default: Callable[[Any], Any], sort_keys: bool = False) -> str:
+        if sort_keys:
+            return json.dumps(value, default=default, sort_keys=True)
+        if default is not self._default or self._encode is None:
+            self._encode = _json_encoder(default)
+            self._default = default
+        return self._encode(value)
 
 
 def choose_target(target: str, stream: TextIO = sys.stderr) -> str:
@@ -123,16 +225,15 @@ def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     else:
         tracebacks = dict_tracebacks
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        renderer = structlog.processors.JSONRenderer(JSONSerializer(), sort_keys=False)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([] if chosen == "journal" else [timestamp]),  # journald stamps entries itself
         structlog.dev.set_exc_info,
         tracebacks,  # before redaction: a traceback is masked like any other field
-        redact,
-        drop_none,
+        scrub,  # redact, then drop None fields
     ]
     structlog.configure(
         processors=[*shared, renderer],
@@ -146,11 +247,46 @@ def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr
 def get(name: str = ROOT) -> FilteringBoundLogger:
     """A logger whose events carry ``logger=<name>``.
 
-    It is structlog's lazy proxy: a module-level ``log = get(...)`` made before
-    :func:`setup` uses the configuration in force when each event is logged.
+    Like structlog's lazy proxy, a module-level ``log = get(...)`` made before
+    :func:`setup` uses the configuration in force when each event is logged; it
+    assembles structlog's logger again only when that configuration has changed.
     """
-    logger: FilteringBoundLogger = structlog.get_logger(name)
-    return logger
+    return cast(FilteringBoundLogger, CachedLogger(name))
+
+
+class CachedLogger:
+    """structlog's ``get_logger(name)``, assembled once per configuration instead of per event.
+
+    The configuration is recognised by the identity of its processor list, logger
+    factory, wrapper class and context class: :func:`setup`, ``structlog.configure``,
+    ``reset_defaults`` and ``structlog.testing.capture_logs`` (which changes the list
+    in place) are all followed.
+    """
+
+    __slots__ = ("_cached", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cached: tuple[tuple[object, ...], Any] | None = None
+
+    def _logger(self) -> Any:
+        config = structlog.get_config()
+        processors, factory = config["processors"], config["logger_factory"]
+        wrapper, context = config["wrapper_class"], config["context_class"]
+        cached = self._cached
+        if cached is not None:
+            key = cached[0]
+            if key[0] is processors and key[1] is factory and key[2] is wrapper and key[3] is context:
+                return cached[1]
+        logger = structlog.get_logger(self._name).bind()
+        self._cached = ((processors, factory, wrapper, context), logger)
+        return logger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger(), name)
+
+    def __repr__(self) -> str:
+        return f"<CachedLogger {self._name!r}>"
 
 
 class NamedPrintLogger(structlog.PrintLogger):

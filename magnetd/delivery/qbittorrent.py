@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 
+from magnetd.delivery.listing import lists_all
 from magnetd.delivery.transport import Endpoint, describe
 from magnetd.model import AddOptions, InstanceStatus
 
@@ -42,6 +43,7 @@ KEY_BACKOFF_FIRST = 60.0
 _BODY_EXCERPT = 200  # characters of an unexpected answer kept in a detail: enough to recognise it
 _ADD_STATUSES = (200, 202, 204, 409, 415)  # torrents/add answers read by _add_answer (409, 415: 5.2+)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 Form = dict[str, str]
 
@@ -152,6 +154,19 @@ def options_form(options: AddOptions) -> Form:
     if options.savepath is not None and options.auto_tmm is None:
         form["autoTMM"] = "false"
     return form
+
+
+def hashes_form(ids: Collection[str]) -> str:
+    """The urlencoded body ``hashes=<id>|<id>…`` for ``ids``, sorted.
+
+    The same text ``requests`` makes of ``data={"hashes": ...}``, made without quoting
+    40 KB character by character (urllib's slow path, ~4 ms per 1,000 ids) when every id
+    is plain ASCII letters and digits, as infohashes are.
+    """
+    joined = "|".join(sorted(ids))
+    if joined.isascii() and joined.replace("|", "").encode().isalnum():
+        return "hashes=" + joined.replace("|", "%7C")
+    return urlencode({"hashes": joined})
 
 
 def upload_name(filename: str) -> str:
@@ -305,18 +320,31 @@ class Client:
         wanted = sorted({i.lower() for i in ids})
         found: set[str] = set()
         for start in range(0, len(wanted), PRESENT_SLICE):
-            part = set(wanted[start : start + PRESENT_SLICE])
-            for torrent in self.torrents(part):
-                found |= matches(torrent) & part
+            found |= self._listed(set(wanted[start : start + PRESENT_SLICE]))
         return found
+
+    def _listed(self, part: set[str]) -> set[str]:
+        """The ids of ``part`` (lower case, not empty) that one ``torrents/info`` call lists.
+
+        When the answer's raw text names every one (the usual verification), it is not
+        decoded; otherwise the decoded objects decide (see :mod:`magnetd.delivery.listing`).
+        """
+        with self._lock:
+            response = self._call("POST", "torrents/info", data=hashes_form(part), headers=_FORM)
+            if lists_all(response.content, part):
+                return set(part)
+            found: set[str] = set()
+            for torrent in self._torrent_list(response):
+                found |= matches(torrent) & part
+            return found
 
     def torrents(self, ids: Collection[str]) -> list[dict[str, Any]]:
         """The raw ``torrents/info`` objects for ``ids``; no ids, no request."""
         if not ids:
             return []
-        form = {"hashes": "|".join(sorted({i.lower() for i in ids}))}
+        form = hashes_form({i.lower() for i in ids})
         with self._lock:
-            return self._torrent_list(self._call("POST", "torrents/info", data=form))
+            return self._torrent_list(self._call("POST", "torrents/info", data=form, headers=_FORM))
 
     def filtered(self, state_filter: str) -> list[dict[str, Any]]:
         """``torrents/info?filter=…``: qBittorrent applies the filter before its per-torrent cost."""

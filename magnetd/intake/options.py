@@ -81,12 +81,34 @@ def layered(
 
     Each level over the one before: ``defaults``; the sub-folder (its path as category
     unless its ``folders.options`` entry names one; that entry's tags added to the
-    defaults' tags); the file's ``own`` keys.
+    defaults' tags); the file's ``own`` keys. Results are cached (a bulk drop asks the
+    same question for every file): ``folders`` is told apart by identity, as the config's
+    mapping is never changed once loaded.
     """
-    if not rel.parent.parts:
+    return _layered(defaults, _Same(folders), rel.parent.parts, own)
+
+
+class _Same:
+    """A cache key that stands for one object, whatever its contents (a mapping is unhashable)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Mapping[str, AddOptions]) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+@functools.lru_cache(maxsize=1024)
+def _layered(defaults: AddOptions, same: _Same, parts: tuple[str, ...], own: AddOptions) -> AddOptions:
+    if not parts:
         return own.over(defaults)
-    name = "/".join(rel.parent.parts)
-    folder = folders.get(name, AddOptions())
+    name = "/".join(parts)
+    folder = same.value.get(name, AddOptions())
     if folder.category is None:
         folder = AddOptions(category=name).over(folder)
     if folder.tags is not None and defaults.tags:

@@ -11,6 +11,7 @@ When journald is missing or refuses, the event goes to the fallback stream.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,6 +35,7 @@ TRACEBACK_KEY = "exception"  # where structlog's format_exc_info puts the traceb
 _RENAMED = {TRACEBACK_KEY: "TRACEBACK"}
 
 
+@functools.lru_cache(maxsize=1024)  # event keys are few: names in the code
 def field_name(key: str) -> str:
     """``MAGNETD_<KEY>``: upper case, only ``[A-Z0-9_]`` (journald drops other names)."""
     return "MAGNETD_" + _BAD_CHARS.sub("_", _RENAMED.get(key, key).upper())
@@ -50,6 +52,9 @@ def fields(event: MutableMapping[str, Any]) -> Iterator[tuple[str, str]]:
     yield "PRIORITY", str(PRIORITIES.get(level, 6))
     yield "SYSLOG_IDENTIFIER", "magnetd"
     for key, value in event.items():
+        if isinstance(value, str):  # most fields: checked first
+            yield field_name(key), value
+            continue
         if key == "infohashes" and isinstance(value, list | tuple):
             for item in value:
                 yield "MAGNETD_INFOHASH", str(item)

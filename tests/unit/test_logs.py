@@ -6,9 +6,11 @@ tracebacks of unexpected errors, the logger's name.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import struct
@@ -18,6 +20,9 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from magnetd import logs
 from magnetd.service import journal
@@ -263,3 +268,86 @@ def test_redact_masks_strings_inside_nested_values() -> None:
     logs.register_secrets(["n3sted-secret"])
     event = logs.redact(None, "error", {"exception": [{"exc_value": "x n3sted-secret", "frames": []}]})
     assert event == {"exception": [{"exc_value": "x ***", "frames": []}]}
+
+
+# -- the cheap hot path writes what structlog's own processors write -------------------------
+
+JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+JSON_VALUE = st.recursive(
+    JSON_LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4)
+)
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9))  # up to 2100
+def test_iso_utc_is_datetimes_isoformat_with_z(now_ns: int) -> None:
+    micros = now_ns // 1000
+    expected = datetime.datetime.fromtimestamp(micros // 10**6, tz=datetime.UTC)
+    expected = expected.replace(microsecond=micros % 10**6)
+    assert logs.iso_utc(now_ns) == expected.isoformat().replace("+00:00", "Z")
+
+
+def test_iso_utc_on_a_whole_second_has_no_fraction_and_the_cache_follows_the_second() -> None:
+    second = 1_795_956_312 * 10**9
+    assert logs.iso_utc(second) == "2026-11-29T12:45:12Z"
+    assert logs.iso_utc(second + 999) == "2026-11-29T12:45:12Z"  # below a microsecond: cut
+    assert logs.iso_utc(second + 1_000) == "2026-11-29T12:45:12.000001Z"
+    assert logs.iso_utc(second + 10**9 + 5_000_000) == "2026-11-29T12:45:13.005000Z"
+    assert logs.iso_utc(second - 1_000) == "2026-11-29T12:45:11.999999Z"
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque ünïcode>"
+
+
+@given(st.dictionaries(st.text(), JSON_VALUE | st.builds(Opaque), max_size=8))
+def test_json_serializer_writes_what_json_dumps_writes(event: dict[str, Any]) -> None:
+    default = structlog.processors.JSONRenderer()._dumps_kw["default"]
+    serializer = logs.JSONSerializer()
+    expected = json.dumps(event, default=default)
+    assert serializer(event, default=default) == expected
+    assert serializer(event, default=default) == expected  # the reused encoder, again
+
+
+EVENT_KEYS = st.sampled_from(["file", "Password", "sid", "detail", "count", "exception", "none"]) | st.text()
+SCRUB_SECRET = "zq-scrub-s3cret"  # registered for good: unique to this test
+EVENT_VALUES = JSON_VALUE | st.sampled_from([f"login {SCRUB_SECRET} failed", ["a", SCRUB_SECRET]])
+
+
+@given(st.dictionaries(EVENT_KEYS, EVENT_VALUES, max_size=8))
+def test_scrub_is_redact_then_drop_none(event: dict[str, Any]) -> None:
+    logs.register_secrets([SCRUB_SECRET])
+    expected = logs.drop_none(None, "info", logs.redact(None, "info", dict(event)))
+    got = logs.scrub(None, "info", dict(event))
+    assert list(got.items()) == list(expected.items())
+
+
+def test_a_secret_key_is_masked_even_when_none() -> None:
+    assert logs.scrub(None, "info", {"password": None, "file": None, "n": 0}) == {"password": "***", "n": 0}
+
+
+def test_a_json_line_has_the_fields_in_structlogs_order_and_an_iso_timestamp() -> None:
+    stream = io.StringIO()
+    logs.setup("json", stream=stream)
+    EARLY.info("file_sent", file="ä.magnet", outcome="sent", infohash="ab" * 20, category=None)
+    text = stream.getvalue()
+    line = json.loads(text)
+    assert list(line) == ["file", "outcome", "infohash", "event", "level", "logger", "timestamp"]
+    assert '"file": "\\u00e4.magnet", "outcome": "sent"' in text  # json.dumps' separators and escapes
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
+
+
+def test_a_used_logger_follows_capture_logs_and_a_reset() -> None:
+    first = io.StringIO()
+    logs.setup("json", stream=first)
+    EARLY.info("before")
+    with capture_logs() as captured:
+        EARLY.info("captured", n=1)
+    EARLY.info("after")
+    assert [e["event"] for e in captured] == ["captured"]
+    assert [json.loads(line)["event"] for line in first.getvalue().splitlines()] == ["before", "after"]
+    structlog.reset_defaults()
+    with capture_logs() as captured:
+        EARLY.warning("after_reset")
+    assert [e["event"] for e in captured] == ["after_reset"]
+    assert "after_reset" not in first.getvalue()

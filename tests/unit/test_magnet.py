@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magnetd.intake.magnet import MAX_LINE_CHARS, parse_hash, parse_link, parse_magnet
+from magnetd.intake.magnet import (
+    MAX_LINE_CHARS,
+    decode_param,
+    parse_hash,
+    parse_link,
+    parse_magnet,
+    query_params,
+)
 from magnetd.model import Magnet, Rejected
 
 HEX40 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
@@ -199,3 +207,14 @@ def test_v2_round_trip(digest: bytes) -> None:
     assert magnet is not None
     assert magnet.torrent_id == digest.hex()[:40]
     assert parse_magnet(magnet.uri) == magnet
+
+
+QUERY_PIECES = st.sampled_from(
+    ["&", "=", "+", "%", "%3D", "%26", "%2B", "%zz", "%C3%A9", "xt", "dn", "tr", "é", "a"]
+)
+
+
+@given(st.lists(QUERY_PIECES, max_size=20).map("".join))
+def test_query_params_decode_as_parse_qsl_does(query: str) -> None:
+    decoded = [(key, decode_param(raw)) for key, raw in query_params(query)]
+    assert decoded == parse_qsl(query, keep_blank_values=True)

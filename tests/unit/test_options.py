@@ -125,3 +125,16 @@ def test_form_fields_and_autotmm_rule() -> None:
     }
     assert options_form(AddOptions(savepath="/d", auto_tmm=True))["autoTMM"] == "true"
     assert "autoTMM" not in options_form(AddOptions(category="c"))
+
+
+def test_layered_results_follow_a_new_folders_mapping() -> None:
+    defaults = AddOptions(tags=("all",))
+    rel = PurePath("tv/x.magnet")
+    first = {"tv": AddOptions(category="shows", tags=("tv",))}
+    assert options.layered(defaults, first, rel, AddOptions()) == AddOptions(
+        category="shows", tags=("all", "tv")
+    )
+    reloaded = {"tv": AddOptions(savepath="/srv/tv")}  # a reload: another mapping, other options
+    again = options.layered(defaults, reloaded, rel, AddOptions())
+    assert again == AddOptions(category="tv", savepath="/srv/tv", tags=("all",))
+    assert options.layered(defaults, first, rel, AddOptions(paused=True)).paused is True
