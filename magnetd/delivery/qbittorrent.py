@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 
+from magnetd.delivery.form import encode
 from magnetd.delivery.listing import lists_all
 from magnetd.delivery.transport import Endpoint, describe
 from magnetd.model import AddOptions, InstanceStatus
@@ -299,8 +300,9 @@ class Client:
             return AddAnswer(accepted=False)
         form = options_form(options)
         form["urls"] = "\n".join(uris)
+        body = encode(form)
         with self._lock:
-            response = self._call("POST", "torrents/add", _ADD_STATUSES, data=form)
+            response = self._call("POST", "torrents/add", _ADD_STATUSES, data=body, headers=_FORM)
             return self._add_answer(response, "magnet links")
 
     def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer:
