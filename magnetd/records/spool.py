@@ -34,7 +34,7 @@ def ensure_folders(folders: Folders) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Make a directory's entries durable (POSIX only; a no-op elsewhere)."""
     if sys.platform == "win32":
         return
@@ -132,13 +132,18 @@ class Spool:
         self, folders: Folders, noreplace: Callable[[str, str], None] | None = rename_noreplace
     ) -> None:
         self.folders = folders
-        self._dirty: set[Path] = set()
+        self._dirty: set[str] = set()  # folders to fsync, as strings: hashing Paths per file is slow
+        self._sent_dirs: dict[str, Path] = {}  # a sub-folder of the inbox -> its folder in sent/, made
         self._made: set[Path] = set()  # target folders known to exist
         self.noreplace = noreplace  # None: check for a free name, then rename
 
     def relative(self, path: Path) -> PurePath:
         """``path`` relative to the inbox (its sub-folder is kept in sent/ and failed/)."""
         return path.relative_to(self.folders.inbox)
+
+    def _forget_folder(self, directory: Path) -> None:
+        self._made.discard(directory)
+        self._sent_dirs = {sub: made for sub, made in self._sent_dirs.items() if made != directory}
 
     def _folder(self, directory: Path) -> Path:
         if directory not in self._made:
@@ -155,15 +160,15 @@ class Spool:
         except FileNotFoundError:
             if not source.exists() and not source.is_symlink():
                 raise
-            self._made.discard(target.parent)  # the folder was removed behind our back
+            self._forget_folder(target.parent)  # the folder was removed behind our back
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
             _copy_across(source, target)  # sent/ or failed/ on another file system
-        self._dirty.add(source.parent)
-        self._dirty.add(target.parent)
+        self._dirty.add(os.path.dirname(source))
+        self._dirty.add(os.path.dirname(target))
 
     def sent(self, path: Path, rel: PurePath | None = None) -> Path:
         """Move a fully sent file to ``sent/``; return where it went.
@@ -175,19 +180,23 @@ class Spool:
         rel = rel or self.relative(path)
         if self.noreplace is None:
             return self._rename_checked(path, rel)
-        directory = self._folder(self.folders.sent / rel.parent)
-        for candidate in _names(directory, rel.name):
+        source = os.fspath(path)
+        sub, name = os.path.split(str(rel))  # strings: this runs once per file of a large drop
+        directory = self._sent_dirs.get(sub)
+        if directory is None:
+            directory = self._sent_dirs[sub] = self._folder(self.folders.sent / sub)
+        for candidate in _names(directory, name):
             try:
-                self.noreplace(os.fspath(path), candidate)
+                self.noreplace(source, candidate)
             except FileExistsError:
                 continue
             except OSError as exc:
-                if exc.errno not in _NOREPLACE_UNSUPPORTED:
+                if exc.errno not in _NOREPLACE_UNSUPPORTED:  # e.g. a vanished folder: made again there
                     return self._rename_checked(path, rel)
                 self.noreplace = None  # a file system without it: check, then rename
                 return self.sent(path, rel)
-            self._dirty.add(path.parent)
-            self._dirty.add(directory)
+            self._dirty.add(os.path.dirname(source))
+            self._dirty.add(os.fspath(directory))
             return Path(candidate)
         raise AssertionError("unreachable: the names never run out")
 
@@ -211,13 +220,13 @@ class Spool:
             self._rename(path, target)
         else:
             write_atomic(target, data)
-            self._dirty.add(target.parent)
+            self._dirty.add(os.path.dirname(target))
         return target
 
     def rewrite(self, path: Path, data: bytes) -> None:
         """Replace an inbox file's content atomically (the unsent rest of a queue file)."""
         write_atomic(path, data)
-        self._dirty.add(path.parent)
+        self._dirty.add(os.path.dirname(path))
 
     def flush(self) -> None:
         """fsync every directory changed since the last flush."""

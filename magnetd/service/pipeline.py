@@ -28,6 +28,11 @@ IN_FLIGHT_BATCHES = 64
 IN_FLIGHT_ENTRIES = 40_000
 """Entries handed over and not landed yet, in all: what is held in memory for them (~1 KiB each)
 bounds it. Past it, the oldest flight is landed before another is handed over."""
+COALESCE = 0.002
+"""Seconds a batch waits for more files while a drop is still arriving: whole batches mean fewer
+requests. Never for the first file of a pass: a single drop goes at once."""
+WAIT = 0.02
+"""Seconds the pass waits for new files at a time while the oldest flight has no verdict yet."""
 BATCH_BYTES = 8 * 1024 * 1024
 """File data per batch: .torrent files are large, so a batch of them is cut short."""
 
@@ -45,7 +50,8 @@ class Pipeline:
         stopping: Callable[[], bool],
         held: Callable[[], None],
         landed: Callable[[], None],
-        arrivals: Callable[[], list[Waiting]] = list,
+        arrivals: Callable[[float], list[Waiting]] = lambda wait: [],
+        keepalive: Callable[[], None] = lambda: None,
     ) -> None:
         self.parts = parts
         self.inbox = inbox
@@ -53,7 +59,8 @@ class Pipeline:
         self.stopping = stopping  # True once the daemon is asked to stop: no new batch
         self.held = held  # no instance took a batch: hold the inbox
         self.landed = landed  # after each landing (the watchdog, the status snapshot)
-        self.arrivals = arrivals  # files that arrived since: taken into this pass
+        self.arrivals = arrivals  # files that arrived since (waiting up to so many seconds): this pass's
+        self.keepalive = keepalive  # the systemd watchdog, while a slow instance keeps a verdict
         self.flights: deque[Flight] = deque()
         self.flying: set[Path] = set()  # files handed over in this pass: not loaded twice
         self.entries = 0  # entries in flights not landed yet
@@ -70,31 +77,35 @@ class Pipeline:
     def _launch_due(self) -> None:
         """Load due files into batches; files that arrive meanwhile join the pass.
 
-        When nothing new has arrived, the batch being filled goes at once (a single
-        drop waits for nothing), and the oldest flight is landed before looking again.
+        New files come before landing: while the oldest flight has no verdict yet,
+        the pass waits for arrivals rather than for it. When nothing new comes, the
+        batch being filled goes at once (a single drop waits for nothing, a drop
+        still arriving gets a moment to fill it), and flights land in order.
         """
         batch = _Batch()
         fresh = self.inbox.due()
+        arriving = False  # files came during this pass: a drop is still being written in
         while True:
             for waiting in fresh:
                 if self.stopping() or self.hold.active:
                     return
-                if (
-                    waiting.path not in self.flying
-                    and self._load(waiting, batch)
-                    and batch.full(self.parts.config)
-                ):
+                loaded = waiting.path not in self.flying and self._load(waiting, batch)
+                if loaded and batch.full(self.parts.config):
                     self._launch(batch.jobs)
                     batch = _Batch()
-            if fresh := self.arrivals():
+            if fresh := self.arrivals(COALESCE if arriving and batch.jobs else 0.0):
+                arriving = True
                 continue
             if batch.jobs:
                 self._launch(batch.jobs)
                 batch = _Batch()
             if not self.flights or self.stopping() or self.hold.active:
                 return
-            self._land(self.flights.popleft())
-            fresh = self.arrivals()
+            if self.flights[0].verdict.done():
+                self._land(self.flights.popleft())
+            else:
+                self.keepalive()  # waiting for a slow instance is not a hung loop
+            fresh = self.arrivals(0.0 if self.flights and self.flights[0].verdict.done() else WAIT)
 
     def _load(self, waiting: Waiting, batch: _Batch) -> bool:
         """Read one file into ``batch``; False if it was settled or put off instead."""

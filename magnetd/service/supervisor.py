@@ -46,6 +46,7 @@ class Supervisor:
         self.config = config
         self.notifier = notifier or Notifier()
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._woken = False  # a wake-up was taken while a pass took arrivals
         self.counters = Counters()
         self.inbox = Inbox(config.folders.inbox)
         self.watcher = Watcher(config.folders.inbox, self.events, config.watch.polling)
@@ -151,22 +152,28 @@ class Supervisor:
     def _wait_for_events(self) -> None:
         """Block until something happens or the next timer is due, then take every event."""
         timeout = max(0.0, min(self._next_deadline() - time.monotonic(), IDLE_TICK))
+        if self._woken:  # a wake-up was taken during the last pass: act on it now
+            self._woken, timeout = False, 0.0
         try:
             event = self.events.get(timeout=timeout)
         except queue.Empty:
             return
         self._take(event)
         self._arrivals()
+        self._woken = False
 
-    def _arrivals(self) -> list[Waiting]:
-        """Take every event queued now, without waiting; the files that became due by them."""
-        due: list[Waiting] = []
-        for _ in range(100_000):
-            try:
-                due += self._take(self.events.get_nowait())
-            except queue.Empty:
-                break
-        return due
+    def _arrivals(self, wait: float = 0.0) -> list[Waiting]:
+        """Take every event queued, waiting up to ``wait`` seconds for one; the files that became due."""
+        events: list[Any] = []
+        try:
+            if wait > 0:
+                events.append(self.events.get(timeout=wait))
+            for _ in range(100_000):
+                events.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        self._woken |= any(event is WAKE for event in events)  # a reload, a stop, a health change
+        return [waiting for event in events for waiting in self._take(event)]
 
     def _take(self, event: Any) -> list[Waiting]:
         if not isinstance(event, Seen):
@@ -266,8 +273,10 @@ class Supervisor:
             self._hold()
             return
         self.hold.end()
-        stop = self._stop.is_set
-        Pipeline(self.parts, self.inbox, self.hold, stop, self._hold, self._landed, self._arrivals).run()
+        stop, keepalive = self._stop.is_set, self._keepalive
+        Pipeline(
+            self.parts, self.inbox, self.hold, stop, self._hold, self._landed, self._arrivals, keepalive
+        ).run()
 
     def _landed(self) -> None:
         now = time.monotonic()

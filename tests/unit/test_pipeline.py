@@ -52,7 +52,7 @@ def make(
     return Recorder(dispatcher, batch_size), inbox
 
 
-def start(parts: Recorder, inbox: Inbox, arrivals: Any = list) -> None:
+def start(parts: Recorder, inbox: Inbox, arrivals: Any = lambda wait: []) -> None:
     hold = Hold(inbox, cast(Any, None), cast(Any, None))
     Pipeline(cast(Parts, parts), inbox, hold, lambda: False, lambda: None, lambda: None, arrivals).run()
 
@@ -64,7 +64,7 @@ def test_files_arriving_during_a_pass_fill_its_batches(tmp_path: Path) -> None:
         drop(inbox, parts.config, f"first{n}.magnet", link())
     calls = 0
 
-    def arrivals() -> list[Waiting]:
+    def arrivals(wait: float) -> list[Waiting]:
         nonlocal calls
         calls += 1
         if calls > 1:
@@ -119,7 +119,7 @@ def test_a_file_handed_over_is_not_loaded_again_in_the_same_pass(tmp_path: Path)
     again = list(inbox.due())  # the watcher reports the same file twice during the pass
     calls = 0
 
-    def arrivals() -> list[Waiting]:
+    def arrivals(wait: float) -> list[Waiting]:
         nonlocal calls
         calls += 1
         return again if calls == 1 else []
@@ -130,3 +130,32 @@ def test_a_file_handed_over_is_not_loaded_again_in_the_same_pass(tmp_path: Path)
 
 def _prefixes(steps: list[str]) -> list[str]:
     return [" ".join(steps[: n + 1]) for n in range(len(steps))]
+
+
+def test_a_file_arriving_while_a_flight_waits_for_its_verdict_is_sent_before_that_lands(
+    tmp_path: Path,
+) -> None:
+    client = FakeClient()
+    gate = client.gate = threading.Event()  # the first flight has no verdict until the test opens it
+    courier = Courier()
+    parts, inbox = make(tmp_path, client, batch_size=1000, courier=courier)
+    drop(inbox, parts.config, "first.magnet", link())
+    waits: list[float] = []
+
+    def arrivals(wait: float) -> list[Waiting]:
+        waits.append(wait)
+        if len(waits) == 2:  # asked while the first flight is out: the second file comes
+            drop(inbox, parts.config, "second.magnet", link())
+            return [w for w in inbox.due() if w.path.name == "second.magnet"]
+        if len(waits) == 4:
+            gate.set()
+        return []
+
+    try:
+        start(parts, inbox, arrivals)
+    finally:
+        gate.set()
+        courier.close()
+    assert parts.steps == ["route 1", "route 1", "land", "land"]
+    assert waits[1] > 0  # it waited for files, not for the verdict
+    assert len(list(parts.config.folders.sent.iterdir())) == 2
