@@ -269,13 +269,19 @@ def write(out: Path, result: dict[str, Any]) -> list[Path]:
     return written
 
 
-def draw(path: Path, raw: Raw, sizes: Sequence[int], drains: Sequence[int]) -> bool:
-    """A three-panel PNG chart; False when matplotlib is not installed."""
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (Agg), or None when matplotlib is not installed."""
     try:
         matplotlib: Any = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
-        plt: Any = importlib.import_module("matplotlib.pyplot")
+        return importlib.import_module("matplotlib.pyplot")
     except ImportError:
+        return None
+
+
+def draw(path: Path, raw: Raw, sizes: Sequence[int], drains: Sequence[int]) -> bool:
+    """A three-panel PNG chart; False when matplotlib is not installed."""
+    if (plt := pyplot()) is None:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
     _bars(

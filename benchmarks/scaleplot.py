@@ -5,11 +5,10 @@ Both read the ``scale`` summary of results.json (``benchmarks.scale.summary``).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import fmt
+from benchmarks.report import fmt, pyplot
 from benchmarks.scale import CPU_GOAL_US
 
 TIMES = {
@@ -69,11 +68,7 @@ def draw(path: Path, scale: dict[str, Any]) -> bool:
     rows = measured_rows(scale)
     if not rows:
         return False
-    try:
-        matplotlib: Any = importlib.import_module("matplotlib")
-        matplotlib.use("Agg")
-        plt: Any = importlib.import_module("matplotlib.pyplot")
-    except ImportError:
+    if (plt := pyplot()) is None:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     fits = scale["estimate"]["fits"]

@@ -14,12 +14,8 @@ import responses
 from magnetd.delivery.qbittorrent import AddAnswer, Client, InstanceError
 from magnetd.model import AddOptions, InstanceStatus
 from tests.fakes import FakeClock
+from tests.unit.test_qbittorrent import ADD, API, LOGIN, URL, VERSION
 
-URL = "http://qbt.test:8080/"
-API = URL + "api/v2/"
-LOGIN = API + "auth/login"
-ADD = API + "torrents/add"
-VERSION = API + "app/webapiVersion"
 MAINDATA = API + "sync/maindata"
 MAGNET = "magnet:?xt=urn:btih:" + "a" * 40
 FREE = 123_456_789
