@@ -31,8 +31,9 @@ bounds it. Past it, the oldest flight is landed before another is handed over.""
 COALESCE = 0.002
 """Seconds a batch waits for more files while a drop is still arriving: whole batches mean fewer
 requests. Never for the first file of a pass: a single drop goes at once."""
-WAIT = 0.02
-"""Seconds the pass waits for new files at a time while the oldest flight has no verdict yet."""
+WAIT = 0.1
+"""Seconds the pass waits at a time for new files or a verdict while the oldest flight has none:
+``ready`` (each verdict) ends the wait at once."""
 BATCH_BYTES = 8 * 1024 * 1024
 """File data per batch: .torrent files are large, so a batch of them is cut short."""
 
@@ -52,6 +53,7 @@ class Pipeline:
         landed: Callable[[], None],
         arrivals: Callable[[float], list[Waiting]] = lambda wait: [],
         keepalive: Callable[[], None] = lambda: None,
+        ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.parts = parts
         self.inbox = inbox
@@ -61,6 +63,7 @@ class Pipeline:
         self.landed = landed  # after each landing (the watchdog, the status snapshot)
         self.arrivals = arrivals  # files that arrived since (waiting up to so many seconds): this pass's
         self.keepalive = keepalive  # the systemd watchdog, while a slow instance keeps a verdict
+        self.ready = ready  # called on the courier when a verdict comes: ends a wait for arrivals
         self.flights: deque[Flight] = deque()
         self.flying: set[Path] = set()  # files handed over in this pass: not loaded twice
         self.entries = 0  # entries in flights not landed yet
@@ -129,6 +132,8 @@ class Pipeline:
             self.held()
             return
         self.flights.extend(routed.flights)
+        for flight in routed.flights:
+            flight.verdict.add_done_callback(lambda _: self.ready())
         self.entries += sum(len(flight.pairs) for flight in routed.flights)
         most = IN_FLIGHT_BATCHES * len(self.parts.config.instances)  # each instance has its own courier
         while self.flights and (

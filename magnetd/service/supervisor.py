@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from magnetd import logs
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 from magnetd.telemetry.notices import Notices
 
 WAKE = object()
+READY = object()  # a flight's verdict came: a pass waiting for arrivals goes on at once
 IDLE_TICK = 5.0  # the loop wakes at least this often to check its threads (a dead one is restarted)
 PRUNE_EVERY = 3600.0  # seconds between retention passes over sent/: retention is in days, a walk costs
 
@@ -274,8 +276,17 @@ class Supervisor:
             return
         self.hold.end()
         stop, keepalive = self._stop.is_set, self._keepalive
+        ready = partial(self.events.put, READY)
         Pipeline(
-            self.parts, self.inbox, self.hold, stop, self._hold, self._landed, self._arrivals, keepalive
+            self.parts,
+            self.inbox,
+            self.hold,
+            stop,
+            self._hold,
+            self._landed,
+            self._arrivals,
+            keepalive,
+            ready,
         ).run()
 
     def _landed(self) -> None:

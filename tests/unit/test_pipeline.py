@@ -52,9 +52,11 @@ def make(
     return Recorder(dispatcher, batch_size), inbox
 
 
-def start(parts: Recorder, inbox: Inbox, arrivals: Any = lambda wait: []) -> None:
+def start(parts: Recorder, inbox: Inbox, arrivals: Any = lambda wait: [], ready: Any = lambda: None) -> None:
     hold = Hold(inbox, cast(Any, None), cast(Any, None))
-    Pipeline(cast(Parts, parts), inbox, hold, lambda: False, lambda: None, lambda: None, arrivals).run()
+    Pipeline(
+        cast(Parts, parts), inbox, hold, lambda: False, lambda: None, lambda: None, arrivals, ready=ready
+    ).run()
 
 
 def test_files_arriving_during_a_pass_fill_its_batches(tmp_path: Path) -> None:
@@ -82,11 +84,25 @@ def test_files_arriving_during_a_pass_fill_its_batches(tmp_path: Path) -> None:
 
 def test_with_nothing_more_arriving_a_small_batch_goes_at_once(tmp_path: Path) -> None:
     client = FakeClient()
-    parts, inbox = make(tmp_path, client, batch_size=1000)
+    courier = Courier()
+    parts, inbox = make(tmp_path, client, batch_size=1000, courier=courier)
     drop(inbox, parts.config, "one.magnet", link())
-    start(parts, inbox)
+    told = threading.Event()  # the verdict ends the pass's wait for arrivals at once
+    waits: list[float] = []
+
+    def arrivals(wait: float) -> list[Waiting]:
+        waits.append(wait)
+        if wait:
+            assert told.wait(wait * 50), "the verdict was never told"
+        return []
+
+    try:
+        start(parts, inbox, arrivals, ready=told.set)
+    finally:
+        courier.close()
     assert [len(uris) for uris, _ in client.adds] == [1]
     assert parts.steps == ["route 1", "land"]
+    assert waits[0] == 0.0  # nothing waited for before the batch of one went
 
 
 def test_past_the_cap_the_oldest_flight_lands_before_another_is_handed_over(
