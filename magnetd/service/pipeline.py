@@ -99,7 +99,7 @@ class Pipeline:
             if fresh := self.arrivals(COALESCE if arriving and batch.jobs else 0.0):
                 arriving = True
                 continue
-            if batch.jobs:
+            if batch.jobs and not self.hold.active:
                 self._launch(batch.jobs)
                 batch = _Batch()
             if not self.flights or self.stopping() or self.hold.active:
