@@ -214,6 +214,8 @@ class Courier:
             _run_inline(exchange, self._sleep)
             return exchange.future
         with self._cond:
+            if self._closing:
+                raise RuntimeError("the courier is closed")  # as a shut-down executor does
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()

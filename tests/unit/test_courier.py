@@ -141,3 +141,10 @@ def test_what_the_instance_already_lists_is_not_sent_again_and_told_apart() -> N
     verdict = push(client, "local", pairs, batch_size=10)
     assert verdict.already == {old} and verdict.present == {old, new}
     assert [uris for uris, _ in client.adds] == [[f"magnet:?xt=urn:btih:{new}"]]
+
+
+def test_a_closed_courier_takes_nothing_more() -> None:
+    courier = Courier()
+    courier.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        courier.carry(exchange(FakeClient(), "aa" * 20))
