@@ -14,6 +14,7 @@ structlog's own ``TimeStamper`` and ``JSONRenderer`` write.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -49,8 +50,6 @@ ROOT = "magnetd"  # the logger name of events logged without one
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _secret_values: tuple[str, ...] = ()  # a snapshot of _secrets, replaced whole: read without the lock
-_secret_key: dict[str, bool] = {}  # key -> is it a secret's name; event keys are few, names in the code
-_SECRET_KEY_CACHE = 4096
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -61,48 +60,25 @@ def register_secrets(values: Iterable[str]) -> None:
         _secret_values = tuple(_secrets)
 
 
+@functools.lru_cache(maxsize=4096)  # event keys are few: names in the code
 def _is_secret_key(key: str) -> bool:
-    known = _secret_key.get(key)
-    if known is None:
-        known = key.lower() in SECRET_KEYS
-        if len(_secret_key) < _SECRET_KEY_CACHE:
-            _secret_key[key] = known
-    return known
-
-
-def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A structlog processor: mask secret keys, and known secret values inside any string.
-
-    Strings inside lists and dicts (a structured traceback) are masked too.
-    """
-    secrets = _secret_values
-    for key, value in list(event.items()):
-        event[key] = _scrub(key, value, secrets)
-    return event
+    return key.lower() in SECRET_KEYS
 
 
 def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """:func:`redact`, then :func:`drop_none`, in one pass (the order of the fields is kept).
+    """A structlog processor: mask secrets, and leave out fields whose value is ``None``.
 
-    A secret key is masked even when its value is ``None``, as :func:`redact` does first.
+    A field named like a secret (``password``, ``SID``, …) is masked whatever its value,
+    ``None`` included; registered secret values are masked wherever they appear, in
+    strings inside lists and dicts (a structured traceback) too. ``False``, ``0`` and
+    ``""`` stay. The order of the fields is kept.
     """
-    secrets, known = _secret_values, _secret_key
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        secret = known.get(key)
-        if secret is None:
-            secret = _is_secret_key(key)
-        if secret:
-            out[key] = REDACTED
-        elif value is None:
-            continue
-        elif isinstance(value, str):
-            out[key] = _mask(value, secrets) if secrets else value
-        elif isinstance(value, dict | list | tuple):
-            out[key] = _scrub(key, value, secrets)
-        else:
-            out[key] = value
-    return out
+    secrets = _secret_values
+    return {
+        key: _scrub(key, value, secrets)
+        for key, value in event.items()
+        if value is not None or _is_secret_key(key)
+    }
 
 
 def _scrub(key: str, value: Any, secrets: tuple[str, ...]) -> Any:
@@ -122,13 +98,6 @@ def _mask(text: str, secrets: Iterable[str]) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
-
-
-def drop_none(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A structlog processor: leave out fields whose value is ``None`` (``False``, ``0``, ``""`` stay)."""
-    for key in [k for k, v in event.items() if v is None]:
-        del event[key]
-    return event
 
 
 # A traceback as data for JSON lines: frames without their local variables, which may hold secrets.
@@ -158,24 +127,6 @@ def timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
     return event
 
 
-def _json_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
-    """``json.dumps(value, default=default)`` as one reused encoder: the same text, no set-up per call.
-
-    It skips ``json.dumps``'s check for circular references (an event never holds one;
-    if one did, the encoder would fail with ``RecursionError`` instead of ``ValueError``).
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        encoder = json.JSONEncoder(default=default)
-        return encoder.encode
-    chunks = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-
-    def encode(value: Any) -> str:
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
 class JSONSerializer:
     """The ``serializer`` of structlog's ``JSONRenderer``: its ``default`` handler, one encoder."""
 
@@ -187,7 +138,7 @@ class JSONSerializer:
         if sort_keys:
             return json.dumps(value, default=default, sort_keys=True)
         if default is not self._default or self._encode is None:
-            self._encode = _json_encoder(default)
+            self._encode = json.JSONEncoder(default=default).encode
             self._default = default
         return self._encode(value)
 
@@ -233,7 +184,7 @@ def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr
         *([] if chosen == "journal" else [timestamp]),  # journald stamps entries itself
         structlog.dev.set_exc_info,
         tracebacks,  # before redaction: a traceback is masked like any other field
-        scrub,  # redact, then drop None fields
+        scrub,
     ]
     structlog.configure(
         processors=[*shared, renderer],

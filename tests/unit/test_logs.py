@@ -28,11 +28,9 @@ from magnetd import logs
 from magnetd.service import journal
 
 
-def test_redact_masks_secret_keys_and_registered_values() -> None:
+def test_scrub_masks_secret_keys_and_registered_values() -> None:
     logs.register_secrets(["hunter2-secret"])
-    event = logs.redact(
-        None, "info", {"password": "x", "SID": "abc", "detail": "login hunter2-secret failed"}
-    )
+    event = logs.scrub(None, "info", {"password": "x", "SID": "abc", "detail": "login hunter2-secret failed"})
     assert event == {"password": "***", "SID": "***", "detail": "login *** failed"}
 
 
@@ -264,9 +262,9 @@ def test_loggers_follow_the_configuration_in_force_when_they_log() -> None:
     assert [json.loads(line)["event"] for line in second.getvalue().splitlines()] == ["four"]
 
 
-def test_redact_masks_strings_inside_nested_values() -> None:
+def test_scrub_masks_strings_inside_nested_values() -> None:
     logs.register_secrets(["n3sted-secret"])
-    event = logs.redact(None, "error", {"exception": [{"exc_value": "x n3sted-secret", "frames": []}]})
+    event = logs.scrub(None, "error", {"exception": [{"exc_value": "x n3sted-secret", "frames": []}]})
     assert event == {"exception": [{"exc_value": "x ***", "frames": []}]}
 
 
@@ -315,11 +313,25 @@ EVENT_VALUES = JSON_VALUE | st.sampled_from([f"login {SCRUB_SECRET} failed", ["a
 
 
 @given(st.dictionaries(EVENT_KEYS, EVENT_VALUES, max_size=8))
-def test_scrub_is_redact_then_drop_none(event: dict[str, Any]) -> None:
+def test_scrub_masks_every_secret_and_drops_only_none(event: dict[str, Any]) -> None:
     logs.register_secrets([SCRUB_SECRET])
-    expected = logs.drop_none(None, "info", logs.redact(None, "info", dict(event)))
     got = logs.scrub(None, "info", dict(event))
-    assert list(got.items()) == list(expected.items())
+    secret_keys = {k for k in event if k.lower() in logs.SECRET_KEYS}
+    kept = [k for k, v in event.items() if v is not None or k in secret_keys]
+    assert list(got) == kept  # nothing else left out, the order kept
+    assert all(got[k] == logs.REDACTED for k in secret_keys)
+    assert SCRUB_SECRET not in json.dumps(got)
+    for key in set(kept) - secret_keys:  # what holds no secret is left as it was
+        if SCRUB_SECRET not in json.dumps(event[key]) and not _nested_secret_key(event[key]):
+            assert got[key] == (list(event[key]) if isinstance(event[key], tuple) else event[key])
+
+
+def _nested_secret_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(str(k).lower() in logs.SECRET_KEYS or _nested_secret_key(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_nested_secret_key(v) for v in value)
+    return False
 
 
 def test_a_secret_key_is_masked_even_when_none() -> None:
