@@ -75,6 +75,13 @@ class InstanceError(Exception):
         self.retry_in = retry_in
         self.raw = raw
 
+    def masked(self, hide: Callable[[str], str]) -> InstanceError:
+        """This error with ``hide`` applied to each of its texts."""
+        raw = None if self.raw is None else hide(self.raw)
+        return InstanceError(
+            self.status, hide(self.detail), reason=hide(self.reason), retry_in=self.retry_in, raw=raw
+        )
+
 
 class ItemRejected(Exception):
     """qBittorrent refused this one item (e.g. 415 for a broken ``.torrent``)."""
@@ -376,23 +383,9 @@ class Client:
 
     # internals: called with the lock held
 
-    def _fail(
-        self,
-        status: str,
-        detail: str,
-        *,
-        reason: str | None = None,
-        retry_in: float | None = None,
-        raw: str | None = None,
-    ) -> InstanceError:
-        """An InstanceError whose texts can never carry the password."""
-        return InstanceError(
-            status,
-            self._hide(detail),
-            reason=None if reason is None else self._hide(reason),
-            retry_in=retry_in,
-            raw=None if raw is None else self._hide(raw),
-        )
+    def _fail(self, error: InstanceError) -> InstanceError:
+        """``error`` with its texts stripped of the password and the API key."""
+        return error.masked(self._hide)
 
     def _hide(self, text: str) -> str:
         for secret in (self._password, self._api_key):
@@ -415,11 +408,13 @@ class Client:
             )
         except requests.exceptions.RequestException as exc:
             status, detail = describe(exc, self._endpoint, self._timeout)
-            raise self._fail(status, detail, raw=str(exc)) from None
+            raise self._fail(InstanceError(status, detail, raw=str(exc))) from None
 
     def _unexpected(self, response: requests.Response, path: str) -> InstanceError:
         code = response.status_code
-        return self._fail(InstanceStatus.http(code), f"{path} answered {code}: {excerpt(response)}")
+        return self._fail(
+            InstanceError(InstanceStatus.http(code), f"{path} answered {code}: {excerpt(response)}")
+        )
 
     def _call(
         self, method: str, path: str, accept: Collection[int] = (200,), **kwargs: Any
@@ -517,7 +512,9 @@ class Client:
             reason = excerpt(response).rstrip(".") or "403 Forbidden"
             raise self._refused(InstanceStatus.BANNED, f"qBittorrent refuses logins from here: {reason}")
         elif code == 200:
-            raise self._fail(InstanceStatus.UNKNOWN, f"unexpected login answer: {excerpt(response)}")
+            raise self._fail(
+                InstanceError(InstanceStatus.UNKNOWN, f"unexpected login answer: {excerpt(response)}")
+            )
         else:
             raise self._unexpected(response, "auth/login")
 
@@ -528,10 +525,12 @@ class Client:
             return
         wait = until - self._clock()
         raise self._fail(
-            self._block_status,
-            f"{self._block_detail}; no new login attempt for another {wait:.0f} s",
-            reason=self._block_detail,
-            retry_in=wait,
+            InstanceError(
+                self._block_status,
+                f"{self._block_detail}; no new login attempt for another {wait:.0f} s",
+                reason=self._block_detail,
+                retry_in=wait,
+            )
         )
 
     def _refused(self, status: str, detail: str) -> InstanceError:
@@ -543,7 +542,9 @@ class Client:
         self._block_status = status
         self._block_detail = detail
         return self._fail(
-            status, f"{detail}; next login attempt in {delay:.0f} s", reason=detail, retry_in=delay
+            InstanceError(
+                status, f"{detail}; next login attempt in {delay:.0f} s", reason=detail, retry_in=delay
+            )
         )
 
     def _add_answer(self, response: requests.Response, what: str) -> AddAnswer:
@@ -564,7 +565,9 @@ class Client:
         """Read a 5.2+ JSON answer of ``torrents/add``."""
         data = self._json(response, "torrents/add")
         if not isinstance(data, dict):
-            raise self._fail(InstanceStatus.UNKNOWN, f"torrents/add answered: {excerpt(response)}")
+            raise self._fail(
+                InstanceError(InstanceStatus.UNKNOWN, f"torrents/add answered: {excerpt(response)}")
+            )
         counts = [data.get(k) for k in ("success_count", "pending_count")]
         accepted = any(isinstance(n, int) and n > 0 for n in counts)
         raw_ids = data.get("added_torrent_ids") or []
@@ -575,7 +578,9 @@ class Client:
         """The list of objects ``torrents/info`` answered."""
         data = self._json(response, "torrents/info")
         if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
-            raise self._fail(InstanceStatus.UNKNOWN, f"torrents/info answered: {excerpt(response)}")
+            raise self._fail(
+                InstanceError(InstanceStatus.UNKNOWN, f"torrents/info answered: {excerpt(response)}")
+            )
         return data
 
     def _json(self, response: requests.Response, path: str) -> Any:
@@ -583,4 +588,4 @@ class Client:
             return response.json()
         except ValueError:
             detail = f"{path} answered no JSON: {excerpt(response)}"
-            raise self._fail(InstanceStatus.UNKNOWN, detail) from None
+            raise self._fail(InstanceError(InstanceStatus.UNKNOWN, detail)) from None
