@@ -31,15 +31,6 @@ def _array_text(body: bytes) -> str | None:
     return text if text.startswith("[") and text.endswith("]") else None
 
 
-def scan_ids(body: bytes) -> set[str] | None:
-    """The lower-case 40-hex ids a compact ``torrents/info`` answer lists; None if it is no JSON array.
-
-    A subset of what decoding the answer would find: ids written in another form are missed.
-    """
-    text = _array_text(body)
-    return None if text is None else set(_ID_FIELD.findall(text))
-
-
 def lists_all(body: bytes, wanted: set[str]) -> bool:
     """True when the raw text of ``body`` names every id of ``wanted`` (lower case).
 

@@ -7,6 +7,7 @@ The answers are built from real objects of qbittorrent-nox 4.5.2 and 5.3
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import responses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magnetd.delivery.listing import lists_all, scan_ids
+from magnetd.delivery.listing import lists_all
 from magnetd.delivery.qbittorrent import Client, InstanceError, hashes_form, matches
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -57,7 +58,9 @@ def test_real_answers_scan_to_the_decoded_ids() -> None:
     for version in ("4.5.2", "5.3"):
         torrent = real(version)
         body = compact([torrent])
-        assert scan_ids(body) == decoded_ids(body) == {torrent["hash"]}
+        assert decoded_ids(body) == {torrent["hash"]}
+        assert lists_all(body, {torrent["hash"]})
+        assert not lists_all(body, {torrent["hash"], "9" * 40})
 
 
 def test_v1_hybrid_and_v2_only_torrents() -> None:
@@ -70,21 +73,24 @@ def test_v1_hybrid_and_v2_only_torrents() -> None:
         ]
     )
     expected = {v1, hybrid_v1, hybrid_v2[:40], v2_only[:40]}
-    assert scan_ids(body) == decoded_ids(body) == expected
+    assert decoded_ids(body) == expected
+    assert lists_all(body, expected)  # the v2 ids through the second, wider search
+    assert not lists_all(body, expected | {"9" * 40})
 
 
 @pytest.mark.parametrize(
     "body", [b"", b"not json", b'{"hash":"' + b"a" * 40 + b'"}', b'[{"hash":"' + b"a" * 40, b"\xff[]"]
 )
 def test_what_is_no_json_array_is_not_scanned(body: bytes) -> None:
-    assert scan_ids(body) is None
+    assert not lists_all(body, {"a" * 40})
 
 
 def test_an_id_inside_a_name_is_not_found() -> None:
     wanted = "e" * 40
     name = f'x","hash":"{wanted}","infohash_v2":"{wanted}\\'
     body = compact([torrent_like("4.5.2", "f" * 40, name=name, category=f'"hash":"{wanted}"')])
-    assert wanted not in scan_ids(body) | decoded_ids(body)  # type: ignore[operator]
+    assert wanted not in decoded_ids(body)
+    assert not lists_all(body, {wanted})
 
 
 PIECES = st.sampled_from([*'ab"\\:,{}[] é\n', '"hash":"', '","infohash_v2":"', HEX * 4])
@@ -105,16 +111,17 @@ def test_the_scan_never_finds_what_decoding_does_not(
 ) -> None:
     separators = (", ", ": ") if spaced else (",", ":")
     body = json.dumps(torrents, separators=separators, ensure_ascii=ascii_only).encode()
-    scanned = scan_ids(body)
-    assert scanned is not None
-    assert scanned <= decoded_ids(body)
+    decoded = decoded_ids(body)
+    for candidate in set(re.findall(r"[0-9a-f]{40}", body.decode())):  # whatever looks like an id
+        if lists_all(body, {candidate}):
+            assert candidate in decoded
     if not spaced and all(
         value == value.lower()
         for t in torrents
         for key, value in t.items()
         if key != "name" and key != "tags"
     ):
-        assert scanned == decoded_ids(body)  # qBittorrent's form: nothing is left to decoding
+        assert lists_all(body, decoded)  # qBittorrent's form: nothing is left to decoding
 
 
 # -- Client.present: the scan when it finds everything, decoding otherwise ----------------------
