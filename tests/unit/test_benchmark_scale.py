@@ -198,15 +198,12 @@ def test_text_chart_bars_are_to_scale() -> None:
     assert "added" not in chart, "a figure measured at no size is left out"
 
 
-def test_scale_png_is_written_when_matplotlib_is_there_and_skipped_quietly_when_not(tmp_path: Path) -> None:
+def test_scale_png_is_written_with_matplotlib(tmp_path: Path) -> None:
     raw = three_sizes()
     scale.derive(raw, SIZES, SIZES)
     written = scaleplot.write(tmp_path, scale.summary(raw, SIZES, SIZES))
-    if importlib.util.find_spec("matplotlib") is None:
-        assert written == [] and not (tmp_path / "scale.png").exists()
-    else:
-        assert written == [tmp_path / "scale.png"]
-        assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
+    assert written == [tmp_path / "scale.png"]  # matplotlib is a test dependency
+    assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_without_matplotlib_no_chart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
