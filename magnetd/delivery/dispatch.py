@@ -30,7 +30,7 @@ from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
 from magnetd.intake import items, options
 from magnetd.intake.inbox import Busy, Gone, Waiting, read
-from magnetd.model import AddOptions, Entry, FileKind, InstanceStatus, Item, Rejected
+from magnetd.model import AddOptions, Entry, InstanceStatus, Item, Rejected
 
 if TYPE_CHECKING:
     from magnetd.delivery.ledger import Ledger
@@ -130,7 +130,7 @@ class Dispatcher:
         except Exception as exc:  # a bug, not the file's fault: its traceback goes with the event
             self.settler.retry_or_fail(waiting, rel, "internal_error", repr(exc), cause=exc)
             return None
-        kept = data if item.kind == FileKind.JSON else b""  # only a queue file is re-rendered from its bytes
+        kept = data if items.renders_from_bytes(item) else b""  # a large drop holds every job at once
         return Job(waiting, rel, kept, item, options_for(self.config, rel, item), len(data))
 
     # -- sending ---------------------------------------------------------------------------

@@ -293,6 +293,12 @@ def _render_json(data: bytes, lines: Collection[int]) -> bytes:
         return (json.dumps(out, indent=2) + "\n").encode("utf-8")
 
 
+def renders_from_bytes(item: Item) -> bool:
+    """Whether :func:`render` needs the file's bytes for ``item`` (a queue file's JSON), or only
+    the parsed item (a ``.magnet`` file's lines): the bytes of others need not be kept."""
+    return item.kind == FileKind.JSON
+
+
 def render(item: Item, name: str, data: bytes, lines: Collection[int]) -> bytes:
     """The file ``name`` rewritten to hold only the entries/rejects whose line is in ``lines``."""
     wanted = frozenset(lines)
