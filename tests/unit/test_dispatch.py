@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -272,3 +273,15 @@ def test_unreadable_files_are_retried_then_reported(tmp_path: Path, monkeypatch:
         failed = (config.folders.failed / "locked.magnet.error.json").exists()
         assert failed == (attempt == 5)
     assert '"unreadable"' in (config.folders.failed / "locked.magnet.error.json").read_text()
+
+
+def test_a_partial_queue_file_is_rewritten_from_its_bytes(tmp_path: Path) -> None:
+    client = FakeClient()
+    dispatcher, inbox, config = setup(tmp_path, {"only": client})
+    good = link()
+    drop(inbox, config, "q.json", json.dumps({"magnets": [good, "magnet:?xt=urn:btih:nothex"]}))
+    assert run(dispatcher, inbox)
+    assert json.loads((config.folders.sent / "q.json").read_text()) == {"magnets": [good]}
+    assert json.loads((config.folders.failed / "q.json").read_text()) == {
+        "magnets": ["magnet:?xt=urn:btih:nothex"]
+    }
