@@ -180,7 +180,7 @@ class Entry:
 class AddOptions:
     """Options for ``torrents/add``; ``None`` means "not set here".
 
-    The names are magnetd's config keys; :func:`magnetd.delivery.qbittorrent.options_form`
+    The names are magnetd's config keys; :func:`magnetd.delivery.form.options_form`
     maps them to qBittorrent's form fields.
     """
 

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from magnetd.delivery.form import encode
+from magnetd.delivery.form import encode, hashes_form, options_form
 from magnetd.delivery.listing import lists_all
 from magnetd.delivery.transport import Endpoint, describe
 from magnetd.model import AddOptions, InstanceStatus
@@ -45,8 +45,6 @@ _BODY_EXCERPT = 200  # characters of an unexpected answer kept in a detail: enou
 _ADD_STATUSES = (200, 202, 204, 409, 415)  # torrents/add answers read by _add_answer (409, 415: 5.2+)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-Form = dict[str, str]
 
 
 class InstanceError(Exception):
@@ -120,61 +118,6 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-_FLAGS = {  # boolean options: config key -> torrents/add fields (several where versions differ)
-    "paused": ("paused", "stopped"),  # 4.x reads paused, 5.x stopped
-    "skip_checking": ("skip_checking", "seedMode"),  # seedMode: its name after 5.2
-    "sequential": ("sequentialDownload",),
-    "first_last_piece": ("firstLastPiecePrio",),
-    "auto_tmm": ("autoTMM",),
-}
-_VALUES = {  # other options: config key -> torrents/add field
-    "category": "category",
-    "savepath": "savepath",
-    "content_layout": "contentLayout",
-    "rename": "rename",
-    "ratio_limit": "ratioLimit",
-    "seeding_time_limit": "seedingTimeLimit",
-    "up_limit": "upLimit",
-    "dl_limit": "dlLimit",
-    "stop_condition": "stopCondition",
-}
-
-
-def options_form(options: AddOptions) -> Form:
-    """The ``torrents/add`` form fields for ``options`` (only those that are set).
-
-    A ``savepath`` without ``auto_tmm`` also sends ``autoTMM=false``: with automatic
-    torrent management on, qBittorrent ignores ``savepath``.
-    """
-    form: Form = {}
-    for key, name in _VALUES.items():
-        value = getattr(options, key)
-        if value is not None:
-            form[name] = str(value)
-    if options.tags:
-        form["tags"] = ",".join(options.tags)
-    for key, names in _FLAGS.items():
-        flag = getattr(options, key)
-        if flag is not None:
-            form.update(dict.fromkeys(names, "true" if flag else "false"))
-    if options.savepath is not None and options.auto_tmm is None:
-        form["autoTMM"] = "false"
-    return form
-
-
-def hashes_form(ids: Collection[str]) -> str:
-    """The urlencoded body ``hashes=<id>|<id>…`` for ``ids``, sorted.
-
-    The same text ``requests`` makes of ``data={"hashes": ...}``, made without quoting
-    40 KB character by character (urllib's slow path, ~4 ms per 1,000 ids) when every id
-    is plain ASCII letters and digits, as infohashes are.
-    """
-    joined = "|".join(sorted(ids))
-    if joined.isascii() and joined.replace("|", "").encode().isalnum():
-        return "hashes=" + joined.replace("|", "%7C")
-    return urlencode({"hashes": joined})
 
 
 def upload_name(filename: str) -> str:

@@ -17,8 +17,9 @@ import responses
 from hypothesis import given
 from hypothesis import strategies as st
 
+from magnetd.delivery.form import hashes_form
 from magnetd.delivery.listing import lists_all
-from magnetd.delivery.qbittorrent import Client, InstanceError, hashes_form, matches
+from magnetd.delivery.qbittorrent import Client, InstanceError, matches
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 URL = "http://qbt.test:8080/"

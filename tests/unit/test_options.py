@@ -7,7 +7,7 @@ from pathlib import PurePath
 
 import pytest
 
-from magnetd.delivery.qbittorrent import options_form
+from magnetd.delivery.form import options_form
 from magnetd.intake import items, options
 from magnetd.model import AddOptions, Rejected
 
