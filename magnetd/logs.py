@@ -240,8 +240,12 @@ class CachedLogger:
         return f"<CachedLogger {self._name!r}>"
 
 
-class NamedPrintLogger(structlog.PrintLogger):
-    """structlog's ``PrintLogger`` with the ``name`` that ``add_logger_name`` reads."""
+class NamedPrintLogger(structlog.WriteLogger):
+    """structlog's ``WriteLogger`` with the ``name`` that ``add_logger_name`` reads.
+
+    It writes each line with its newline in one call (``PrintLogger`` makes two, and
+    so two system calls on an unbuffered stream), then flushes.
+    """
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)

@@ -323,7 +323,8 @@ def test_scrub_masks_every_secret_and_drops_only_none(event: dict[str, Any]) -> 
     assert SCRUB_SECRET not in json.dumps(got)
     for key in set(kept) - secret_keys:  # what holds no secret is left as it was
         if SCRUB_SECRET not in json.dumps(event[key]) and not _nested_secret_key(event[key]):
-            assert got[key] == (list(event[key]) if isinstance(event[key], tuple) else event[key])
+            expected = list(event[key]) if isinstance(event[key], tuple) else event[key]
+            assert json.dumps(got[key]) == json.dumps(expected)  # NaN is not equal to itself
 
 
 def _nested_secret_key(value: Any) -> bool:
@@ -363,3 +364,29 @@ def test_a_used_logger_follows_capture_logs_and_a_reset() -> None:
         EARLY.warning("after_reset")
     assert [e["event"] for e in captured] == ["after_reset"]
     assert "after_reset" not in first.getvalue()
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write and each flush, as an unbuffered stderr makes a system call of each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.calls.append("<flush>")
+
+
+def test_each_event_is_one_write_of_the_whole_line_then_a_flush() -> None:
+    stream = _Writes()
+    logs.setup("json", stream=stream)
+    EARLY.info("file_sent", file="a.magnet")
+    EARLY.warning("file_failed", file="b.magnet")
+    lines, flushes = stream.calls[0::2], stream.calls[1::2]
+    assert [json.loads(line)["event"] for line in lines] == ["file_sent", "file_failed"]
+    assert all(line.endswith("}\n") and line.count("\n") == 1 for line in lines)
+    assert flushes == ["<flush>", "<flush>"]
