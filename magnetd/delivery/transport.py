@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import ipaddress
 import socket
 import ssl
 from collections.abc import Iterator
@@ -63,6 +64,17 @@ class Endpoint:
             port = None
         default = 443 if parts.scheme == "https" else 80
         return cls(parts.hostname or "", port if port is not None else default)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the host is this machine: ``localhost`` or a loopback address."""
+        host = self.host.lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

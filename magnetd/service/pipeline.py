@@ -10,8 +10,10 @@ supervisor's thread, which owns every file move.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,9 @@ WAIT = 0.1
 ``ready`` (each verdict) ends the wait at once."""
 BATCH_BYTES = 8 * 1024 * 1024
 """File data per batch: .torrent files are large, so a batch of them is cut short."""
+YOUNG_EVERY = 64
+"""Landings between two collections of the young generations while a pass keeps automatic
+garbage collection off (see :func:`collection_paused`)."""
 
 log = logs.get(__name__)
 
@@ -67,15 +72,17 @@ class Pipeline:
         self.flights: deque[Flight] = deque()
         self.flying: set[Path] = set()  # files handed over in this pass: not loaded twice
         self.entries = 0  # entries in flights not landed yet
+        self.landings = 0
 
     def run(self) -> None:
         """Send every due file, oldest first, while an instance takes them."""
-        try:
-            self._launch_due()
-        finally:
-            while self.flights:
-                self._land(self.flights.popleft())
-            self.parts.spool.flush()  # files that failed while being read
+        with collection_paused():
+            try:
+                self._launch_due()
+            finally:
+                while self.flights:
+                    self._land(self.flights.popleft())
+                self.parts.spool.flush()  # files that failed while being read
 
     def _launch_due(self) -> None:
         """Load due files into batches; files that arrive meanwhile join the pass.
@@ -152,12 +159,33 @@ class Pipeline:
         if not landed:
             self.held()
         self.landed()
+        self.landings += 1
+        if self.landings % YOUNG_EVERY == 0:
+            gc.collect(1)  # a pass fed for hours still frees the short-lived cycles (exceptions)
 
     def _batch_error(self, batch: Sequence[Job], exc: Exception) -> None:
         log.error("batch_error", error=repr(exc), files=len(batch), exc_info=exc)
         for job in batch:
             if job.waiting.path.exists():
                 self.parts.settler.retry_or_fail(job.waiting, job.rel, "internal_error", repr(exc))
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Automatic garbage collection off for the block, on again after it (if it was on).
+
+    A large drop makes a few records per file, held until its batch lands, and none
+    of them in a reference cycle. Each time the heap had grown by a quarter, the
+    collector went through all of them to free nothing: at 30,000 files that was
+    about 0.6 s of the owner thread in pauses of up to 0.1 s.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass

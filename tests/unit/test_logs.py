@@ -367,7 +367,7 @@ def test_a_used_logger_follows_capture_logs_and_a_reset() -> None:
 
 
 class _Writes(io.StringIO):
-    """A stream that remembers each write and each flush, as an unbuffered stderr makes a system call of each."""
+    """A stream that notes each write and flush (on an unbuffered stderr, a system call each)."""
 
     def __init__(self) -> None:
         super().__init__()

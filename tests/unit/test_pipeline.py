@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -175,3 +176,50 @@ def test_a_file_arriving_while_a_flight_waits_for_its_verdict_is_sent_before_tha
     assert parts.steps == ["route 1", "route 1", "land", "land"]
     assert waits[1] > 0  # it waited for files, not for the verdict
     assert len(list(parts.config.folders.sent.iterdir())) == 2
+
+
+def test_a_pass_sends_with_automatic_collection_off_and_turns_it_on_again(tmp_path: Path) -> None:
+    client = FakeClient()
+    parts, inbox = make(tmp_path, client, batch_size=10)
+    drop(inbox, parts.config, "one.magnet", link())
+    seen: list[bool] = []
+    route = parts.dispatcher.route
+
+    def routed(jobs: list[Job]) -> Routed:
+        seen.append(gc.isenabled())
+        return route(jobs)
+
+    parts.dispatcher.route = routed  # type: ignore[method-assign,assignment]
+    assert gc.isenabled()
+    start(parts, inbox)
+    assert seen == [False]
+    assert gc.isenabled()
+
+
+def test_a_pass_leaves_collection_off_if_it_was_off() -> None:
+    gc.disable()
+    try:
+        with pipeline.collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_long_pass_collects_the_young_generations_every_so_many_landings(tmp_path: Path) -> None:
+    client = FakeClient()
+    parts, inbox = make(tmp_path, client, batch_size=1)
+    for n in range(pipeline.YOUNG_EVERY * 2 + 1):
+        drop(inbox, parts.config, f"f{n}.magnet", link())
+    collections: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        start(parts, inbox)
+    finally:
+        gc.callbacks.remove(note)
+    assert collections == [1, 1]  # none automatic, one per YOUNG_EVERY landings

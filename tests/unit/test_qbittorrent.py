@@ -574,3 +574,27 @@ def test_calls_are_serialized(rsps: responses.RequestsMock, client: Client) -> N
     assert overlaps == 0
     assert count(rsps, LOGIN) == 1
     assert count(rsps, VERSION) == 6
+
+
+@pytest.mark.parametrize(
+    ("url", "encoding"),
+    [
+        ("http://127.0.0.1:8080/", "identity"),
+        ("http://127.3.4.5:8080/", "identity"),
+        ("http://[::1]:8080/", "identity"),
+        ("http://localhost:8080/", "identity"),
+        ("http://LocalHost:8080/qbt/", "identity"),
+        ("http://192.168.1.20:8080/", "gzip"),
+        ("https://seedbox.example.net/", "gzip"),
+    ],
+)
+def test_answers_are_asked_uncompressed_only_from_this_machine(url: str, encoding: str) -> None:
+    with responses.RequestsMock() as rsps, Client(url, "admin", PASSWORD) as qbt:
+        rsps.add(responses.POST, qbt._base + "auth/login", body="Ok.")
+        rsps.add(responses.POST, qbt._base + "torrents/info", json=[{"hash": H1}])
+        assert qbt.present([H1]) == {H1}
+        asked = {call.request.headers["Accept-Encoding"] for call in rsps.calls}
+        if encoding == "identity":
+            assert asked == {"identity"}
+        else:  # requests' default: gzip and deflate, and more where brotli or zstandard is installed
+            assert all("gzip" in header for header in asked)
