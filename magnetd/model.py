@@ -206,6 +206,11 @@ class AddOptions:
         return replace(base, **mine)
 
 
+NO_OPTIONS = AddOptions()
+"""Every option unset: the one instance files without options of their own share (it is
+immutable, and thousands of waiting files each made their own)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """What a dropped file holds: entries to add, entries refused, and the file's own options."""
@@ -213,7 +218,7 @@ class Item:
     kind: FileKind
     entries: tuple[Entry, ...]
     rejects: tuple[LineError, ...] = ()
-    options: AddOptions = AddOptions()
+    options: AddOptions = NO_OPTIONS
     links: int = 0  # entries that are links still to fetch: 0 for every file of magnets only
 
 

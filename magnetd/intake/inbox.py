@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import stat
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ class Waiting:
     attempts: int = 0
     not_before: float = 0.0
     last_error: str | None = None
-    identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when last read
+    identity: bytes | None = None  # device, inode, size and mtime when last read (see identity())
 
 
 class Inbox:
@@ -156,9 +157,19 @@ def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: fl
     return data
 
 
-def identity(info: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells one version of a file from another: device, inode, size, modification time."""
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+def identity(info: os.stat_result) -> bytes:
+    """What tells one version of a file from another: device, inode, size, modification time.
+
+    Packed in 32 bytes: as a tuple of four ints it took ~170 bytes of every waiting file.
+    """
+    numbers = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    try:
+        return _IDENTITY.pack(*numbers)
+    except struct.error:  # a number past 64 bits (a 128-bit file id): exact all the same
+        return repr(numbers).encode()
+
+
+_IDENTITY = struct.Struct("=QQqq")
 
 
 def unchanged(waiting: Waiting) -> bool:

@@ -19,7 +19,7 @@ from fastbencode import bdecode, bencode
 from magnetd.intake import options
 from magnetd.intake.links import is_link, link_error
 from magnetd.intake.magnet import parse_link, parse_magnet, snippet
-from magnetd.model import AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
+from magnetd.model import NO_OPTIONS, AddOptions, Entry, FileKind, Item, LineError, Magnet, Rejected
 
 MAX_ENTRIES = 100_000
 """The most entries (non-blank, non-comment lines or list elements) one file may hold: ten
@@ -121,7 +121,7 @@ def _parse_magnet_file(data: bytes) -> Item:
     lines = list(_magnet_lines(_decode(data)))
     _check_count(len(lines))
     results = [_link_entry(number, line) for number, line in lines]
-    return _build(FileKind.MAGNET, results, "only blank lines and comments", AddOptions())
+    return _build(FileKind.MAGNET, results, "only blank lines and comments", NO_OPTIONS)
 
 
 def _shortcut_url(text: str) -> tuple[int, str]:
@@ -144,7 +144,7 @@ def _parse_url_file(data: bytes) -> Item:
     if not value:
         raise Rejected("bad_shortcut", "the URL= key is empty")
     if is_link(value):
-        return _build(FileKind.URL, [_fetch_entry(number, value)], "", AddOptions())
+        return _build(FileKind.URL, [_fetch_entry(number, value)], "", NO_OPTIONS)
     try:
         magnet = parse_magnet(value)
     except Rejected as exc:
@@ -190,7 +190,7 @@ def _magnet_list(value: Any) -> list[Any]:
 def _json_options(value: Any) -> AddOptions:
     """The add options of a queue file (all unset for a bare list)."""
     if not isinstance(value, dict):
-        return AddOptions()
+        return NO_OPTIONS
     return options.from_queue_file(value)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from magnetd.model import AddOptions, Rejected
+from magnetd.model import NO_OPTIONS, AddOptions, Rejected
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(AddOptions))
 """Every add option key, in the order the README lists them."""
@@ -54,7 +54,7 @@ def _tags(value: Any) -> tuple[str, ...] | None:
 def build(spec: Mapping[str, Any] | None) -> AddOptions:
     """The options in ``spec``, already valid (the schema accepted it); missing keys stay unset."""
     if not spec:
-        return AddOptions()
+        return NO_OPTIONS
     values = {key: spec[key] for key in KEYS if spec.get(key) is not None}
     if "tags" in values:
         values["tags"] = _tags(values["tags"])
@@ -108,7 +108,7 @@ def _layered(defaults: AddOptions, same: _Same, parts: tuple[str, ...], own: Add
     if not parts:
         return own.over(defaults)
     name = "/".join(parts)
-    folder = same.value.get(name, AddOptions())
+    folder = same.value.get(name, NO_OPTIONS)
     if folder.category is None:
         folder = AddOptions(category=name).over(folder)
     if folder.tags is not None and defaults.tags:

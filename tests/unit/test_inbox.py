@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from magnetd.intake.inbox import Busy, Inbox, read
+from magnetd.intake.inbox import Busy, Inbox, Waiting, identity, read, unchanged
 from magnetd.intake.watcher import in_hidden_dir, is_candidate, scan
 from magnetd.model import Arrival, Rejected, Seen
 
@@ -94,3 +94,38 @@ def test_empty_files_get_a_grace_period(tmp_path: Path) -> None:
         read(waiting, 1000, settle=0.0)
     os.utime(path, (time.time() - 60, time.time() - 60))
     assert read(waiting, 1000, settle=0.0) == b""
+
+
+def _read_waiting(path: Path) -> Waiting:
+    waiting = Waiting(path, 0.0, 0.0, Arrival.MOVED)
+    read(waiting, 1 << 20, 0.0)
+    return waiting
+
+
+def test_a_file_read_is_unchanged_until_rewritten_replaced_or_touched(tmp_path: Path) -> None:
+    path = tmp_path / "a.magnet"
+    path.write_text("magnet:?xt=urn:btih:" + "a" * 40)
+    waiting = _read_waiting(path)
+    assert unchanged(waiting)
+    path.write_text("magnet:?xt=urn:btih:" + "b" * 41)  # rewritten: another size
+    assert not unchanged(waiting)
+    waiting = _read_waiting(path)
+    other = tmp_path / "other"
+    other.write_bytes(path.read_bytes())
+    os.replace(other, path)  # replaced: the same bytes in another inode
+    assert not unchanged(waiting)
+    waiting = _read_waiting(path)
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1))  # written again, same size
+    assert not unchanged(waiting)
+
+
+def test_identity_tells_files_apart_even_past_64_bits() -> None:
+    def stat_of(ino: int, mtime_ns: int) -> os.stat_result:
+        return os.stat_result((0o100644, ino, 2049, 1, 0, 0, 10, 0, 0, 0, 0.0, 0.0, 0.0, 0, mtime_ns, 0))
+
+    huge = 1 << 100  # 128-bit file ids exist (ReFS)
+    assert identity(stat_of(huge, 5)) == identity(stat_of(huge, 5))
+    assert identity(stat_of(huge, 5)) != identity(stat_of(huge + 1, 5))
+    assert identity(stat_of(7, 5)) != identity(stat_of(7, 6))
+    assert len(identity(stat_of(7, 5))) == 32

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from magnetd.intake import items
 from magnetd.intake.items import MAX_ENTRIES, parse_item, render
-from magnetd.model import AddOptions, Entry, Item, LineError, Rejected
+from magnetd.model import NO_OPTIONS, AddOptions, Entry, Item, LineError, Rejected
 
 H1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
 H2 = "dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"
@@ -439,3 +439,9 @@ def test_parse_item_any_bytes(name: str, data: bytes) -> None:
         assert all(isinstance(e, Entry) and len(e.torrent_id) == 40 for e in item.entries)
         lines = [e.line for e in item.entries]
         assert isinstance(render(item, name, data, lines), bytes)
+
+
+def test_files_without_options_of_their_own_share_one_options_record() -> None:
+    first = items.parse_item("a.magnet", b"magnet:?xt=urn:btih:" + b"a" * 40)
+    second = items.parse_item("b.json", b'["' + b"b" * 40 + b'"]')
+    assert first.options is second.options is NO_OPTIONS
