@@ -162,7 +162,7 @@ def case_layered() -> Call:
 
     defaults = AddOptions(savepath="/srv/downloads", tags=("magnetd",), paused=False)
     folders = {"books": AddOptions(tags=("reading",), savepath="/srv/books")}
-    rel = PurePath("books/some file.magnet")
+    rel = str(PurePath("books/some file.magnet"))
     own = AddOptions()
 
     def call() -> None:

@@ -16,7 +16,6 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as Pending
 from dataclasses import dataclass
 from functools import partial
-from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from magnetd import logs
@@ -67,7 +66,7 @@ NO_INSTANCE = "no_instance_for_category"
 """The failure reason of a file whose category no configured instance accepts."""
 
 
-def options_for(config: Config, rel: PurePath, item: Item) -> AddOptions:
+def options_for(config: Config, rel: str, item: Item) -> AddOptions:
     """Defaults, then the sub-folder's options (its name as category), then the file's own."""
     return options.layered(config.defaults, config.folder_options, rel, item.options)
 
@@ -194,7 +193,7 @@ class Dispatcher:
         if inst is None:
             reason = f"no eligible instance can take it now ({self.health.summary()})"
             self.inbox.retry_later(job.waiting, self.config.probe_interval, reason)
-            log.debug("file_waiting", file=str(job.rel), category=category, reason=reason)
+            log.debug("file_waiting", file=job.rel, category=category, reason=reason)
         return inst
 
     def _fly(self, jobs: Sequence[Job], inst: Instance) -> Flight:

@@ -110,7 +110,7 @@ class Fetches:
             fetch = future.result()
         except Exception as exc:  # a bug in the fetcher: fail the link, keep the loop going
             fetch = Fetch(reason="internal_error", detail=type(exc).__name__)
-            log.error("link_fetch_error", file=str(job.rel), link=shown(entry.text), error=type(exc).__name__)
+            log.error("link_fetch_error", file=job.rel, link=shown(entry.text), error=type(exc).__name__)
         if not fetch.transient:
             link.end = _end(entry, fetch)
             self._log_end(job, entry, fetch, link.end)
@@ -125,7 +125,7 @@ class Fetches:
         link.not_before = self.clock() + backoff(link.attempts)
         log.warning(
             "link_retry",
-            file=str(job.rel),
+            file=job.rel,
             link=shown(entry.text),
             detail=fetch.detail,
             attempt=link.attempts,
@@ -135,14 +135,14 @@ class Fetches:
     def _log_end(self, job: Job, entry: Entry, fetch: Fetch, end: Entry | LineError) -> None:
         if isinstance(end, LineError):
             log.warning(
-                "link_failed", file=str(job.rel), link=shown(entry.text), reason=end.reason, detail=end.detail
+                "link_failed", file=job.rel, link=shown(entry.text), reason=end.reason, detail=end.detail
             )
         else:
             kind = "magnet" if end.magnet is not None else "torrent"
             size = len(fetch.body) if fetch.body is not None else None
             log.info(
                 "link_fetched",
-                file=str(job.rel),
+                file=job.rel,
                 link=shown(entry.text),
                 kind=kind,
                 infohash=end.torrent_id,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 from magnetd import logs
@@ -53,7 +52,7 @@ class Job:
     """
 
     waiting: Waiting
-    rel: PurePath
+    rel: str  # the file's path relative to the inbox (Spool.relative)
     data: bytes
     item: Item
     options: AddOptions
@@ -97,7 +96,7 @@ class Settler:
     def retry_or_fail(
         self,
         waiting: Waiting,
-        rel: PurePath,
+        rel: str,
         reason: str,
         detail: str,
         limit: int = MAX_ATTEMPTS,
@@ -113,7 +112,7 @@ class Settler:
             return
         log.warning(
             "file_retry",
-            file=str(rel),
+            file=rel,
             reason=reason,
             detail=detail,
             attempt=waiting.attempts,
@@ -124,7 +123,7 @@ class Settler:
     def settle(self, job: Job, verdict: Verdict) -> None:
         """Move one file to its outcome, or schedule a retry for entries still unconfirmed."""
         if not unchanged(job.waiting):  # replaced or rewritten since it was read: read it again
-            log.info("file_changed", file=str(job.rel), action="reading it again")
+            log.info("file_changed", file=job.rel, action="reading it again")
             self.inbox.retry_later(job.waiting, 0.0)
             return
         good = [e for e in job.item.entries if e.torrent_id in verdict.present]
@@ -149,7 +148,7 @@ class Settler:
         detail = f"{len(unresolved)} torrent(s) not listed by {verdict.instance} after adding"
         log.warning(
             "file_retry",
-            file=str(job.rel),
+            file=job.rel,
             reason="not_added",
             detail=detail,
             instance=verdict.instance,
@@ -180,7 +179,7 @@ class Settler:
         self.counters.sent += 1
         duplicates = [e.torrent_id for e in good if e.torrent_id in already]
         for torrent_id in duplicates:
-            log.info("magnet_already_present", file=str(job.rel), infohash=torrent_id, instance=instance)
+            log.info("magnet_already_present", file=job.rel, infohash=torrent_id, instance=instance)
         self.counters.magnets.update(
             {
                 MagnetOutcome.ADDED: len(good) - len(duplicates),
@@ -192,7 +191,7 @@ class Settler:
         self._record(FileOutcome.PARTIAL if bad else FileOutcome.SENT, job.rel, reason, instance)
         log.info(
             "file_partial" if bad else "file_sent",
-            file=str(job.rel),
+            file=job.rel,
             outcome="partial" if bad else "sent",
             instance=instance,
             **_hash_fields(_ids(good)),
@@ -213,7 +212,7 @@ class Settler:
     def fail(
         self,
         waiting: Waiting,
-        rel: PurePath,
+        rel: str,
         reason: str,
         detail: str,
         lines: Sequence[LineError] = (),
@@ -232,7 +231,7 @@ class Settler:
         self._record(FileOutcome.FAILED, rel, reason, instance)
         log.warning(
             "file_failed",
-            file=str(rel),
+            file=rel,
             outcome="failed",
             reason=reason,
             detail=detail,
@@ -241,22 +240,22 @@ class Settler:
             exc_info=cause,
         )
 
-    def _record(self, outcome: FileOutcome, rel: PurePath, reason: str | None, instance: str | None) -> None:
+    def _record(self, outcome: FileOutcome, rel: str, reason: str | None, instance: str | None) -> None:
         """Count an outcome, keep it among the recent ones, and tell the announcer."""
         self.counters.files[outcome] += 1
-        entry = {"file": str(rel), "outcome": str(outcome), "reason": reason, "instance": instance}
+        entry = {"file": rel, "outcome": str(outcome), "reason": reason, "instance": instance}
         self.counters.recent.append({**entry, "at": now_iso()})
         if self.announcer is not None:
             if outcome != FileOutcome.FAILED:
-                self.announcer.file_outcome(EventName.FILE_SENT, str(rel), None, instance)
+                self.announcer.file_outcome(EventName.FILE_SENT, rel, None, instance)
             if reason is not None:
-                self.announcer.file_outcome(EventName.FILE_FAILED, str(rel), reason, instance)
+                self.announcer.file_outcome(EventName.FILE_FAILED, rel, reason, instance)
 
-    def move_failed(self, waiting: Waiting, rel: PurePath, exc: OSError) -> None:
+    def move_failed(self, waiting: Waiting, rel: str, exc: OSError) -> None:
         """Disk full, read-only folder, a locked file: keep it in the inbox and retry."""
         log.error(
             "file_move_failed",
-            file=str(rel),
+            file=rel,
             error=exc.strerror or repr(exc),
             retry_in=backoff(waiting.attempts + 1),
         )

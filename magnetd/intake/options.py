@@ -9,10 +9,10 @@ own options are checked against the same definition (a bad one is ``bad_shape``)
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from dataclasses import fields
 from importlib import resources
-from pathlib import PurePath
 from typing import Any
 
 import jsonschema
@@ -74,9 +74,7 @@ def from_queue_file(obj: Mapping[str, Any]) -> AddOptions:
     return build(spec)
 
 
-def layered(
-    defaults: AddOptions, folders: Mapping[str, AddOptions], rel: PurePath, own: AddOptions
-) -> AddOptions:
+def layered(defaults: AddOptions, folders: Mapping[str, AddOptions], rel: str, own: AddOptions) -> AddOptions:
     """The options a file at ``rel`` (relative to the inbox) is added with.
 
     Each level over the one before: ``defaults``; the sub-folder (its path as category
@@ -85,7 +83,8 @@ def layered(
     same question for every file): ``folders`` is told apart by identity, as the config's
     mapping is never changed once loaded.
     """
-    return _layered(defaults, _Same(folders), rel.parent.parts, own)
+    folder = os.path.dirname(rel)
+    return _layered(defaults, _Same(folders), tuple(folder.split(os.sep)) if folder else (), own)
 
 
 class _Same:

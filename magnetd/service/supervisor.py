@@ -320,7 +320,7 @@ class Supervisor:
             instances=health.views(),
             inbox=len(self.inbox),
             held=len(self.inbox) if self.hold.active else 0,
-            oldest_waiting=str(self.parts.spool.relative(oldest.path)) if oldest else None,
+            oldest_waiting=self.parts.spool.relative(oldest.path) if oldest else None,
             oldest_waiting_age=round(time.time() - oldest.first_seen_wall, 1) if oldest else None,
             oldest_waiting_error=oldest.last_error if oldest else None,
             sent=self.counters.sent,

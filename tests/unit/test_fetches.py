@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from structlog.testing import capture_logs
 
@@ -67,7 +67,7 @@ def job(inbox: Inbox, folders: Folders, name: str, text: str) -> Callable[[], Jo
     def make() -> Job:
         waiting = next(w for w in inbox.due() if w.path == path)
         data = path.read_bytes()
-        return Job(waiting, PurePath(name), data, items.parse_item(name, data), AddOptions())
+        return Job(waiting, name, data, items.parse_item(name, data), AddOptions())
 
     return make
 

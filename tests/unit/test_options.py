@@ -79,13 +79,13 @@ def test_layering_defaults_folder_file() -> None:
     defaults = AddOptions(category="d", tags=("magnetd",), up_limit=1, dl_limit=2)
     folders = {"tv": AddOptions(category="tv-sonarr", savepath="/data/tv", tags=("tv",), up_limit=3)}
     own = AddOptions(up_limit=4, rename="r")
-    at_top = options.layered(defaults, folders, PurePath("x.magnet"), own)
+    at_top = options.layered(defaults, folders, str(PurePath("x.magnet")), own)
     assert at_top == AddOptions(category="d", tags=("magnetd",), up_limit=4, dl_limit=2, rename="r")
-    in_tv = options.layered(defaults, folders, PurePath("tv/x.magnet"), AddOptions())
+    in_tv = options.layered(defaults, folders, str(PurePath("tv/x.magnet")), AddOptions())
     assert in_tv == AddOptions("tv-sonarr", "/data/tv", ("magnetd", "tv"), up_limit=3, dl_limit=2)
-    in_books = options.layered(defaults, folders, PurePath("books/sf/x.magnet"), AddOptions())
+    in_books = options.layered(defaults, folders, str(PurePath("books/sf/x.magnet")), AddOptions())
     assert in_books.category == "books/sf" and in_books.tags == ("magnetd",)
-    own_tags = options.layered(defaults, folders, PurePath("tv/x.json"), AddOptions(tags=("mine",)))
+    own_tags = options.layered(defaults, folders, str(PurePath("tv/x.json")), AddOptions(tags=("mine",)))
     assert own_tags.tags == ("mine",), "a queue file's own tags win"
 
 
@@ -129,7 +129,7 @@ def test_form_fields_and_autotmm_rule() -> None:
 
 def test_layered_results_follow_a_new_folders_mapping() -> None:
     defaults = AddOptions(tags=("all",))
-    rel = PurePath("tv/x.magnet")
+    rel = str(PurePath("tv/x.magnet"))
     first = {"tv": AddOptions(category="shows", tags=("tv",))}
     assert options.layered(defaults, first, rel, AddOptions()) == AddOptions(
         category="shows", tags=("all", "tv")

@@ -153,3 +153,14 @@ def test_status_exits_like_a_monitoring_plugin(statuses: list[str], code: Status
     assert status.verdict({**snapshot, "updated_at": "2020-01-01T00:00:00Z"}) == StatusCode.NOT_RUNNING
     assert status.verdict({**snapshot, "pid": 0}) == StatusCode.NOT_RUNNING
     assert status.verdict(None) == StatusCode.NOT_RUNNING
+
+
+@pytest.mark.parametrize("inbox", ["in", "deep/in", "/"])
+def test_relative_is_what_str_of_relative_to_writes(tmp_path: Path, inbox: str) -> None:
+    root = Path(inbox) if inbox == "/" else tmp_path / inbox
+    spool = Spool(Folders(root, tmp_path / "sent", tmp_path / "failed", tmp_path / "state"))
+    for path in (root / "a.magnet", root / "tv" / "b c.magnet", root / "books" / "sf" / "d.json"):
+        assert spool.relative(path) == str(path.relative_to(root))
+    if inbox != "/":  # everything is below /
+        with pytest.raises(ValueError):
+            spool.relative(tmp_path / "elsewhere" / "a.magnet")
