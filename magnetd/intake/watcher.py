@@ -1,7 +1,8 @@
 """Watch the inbox: a thread that only queues paths, plus full scans.
 
 On Linux that thread reads inotify itself (:mod:`magnetd.intake.inotify`); elsewhere,
-and when polling, it is a watchdog observer. Neither touches files: each
+and when polling, it is a watchdog observer (:mod:`magnetd.intake.observer`, imported
+only then). Neither touches files: each
 pushes ``Seen`` records into a queue the supervisor drains. A handler error
 cannot kill the observer, and the supervisor checks :meth:`Watcher.alive` and
 rebuilds it when needed.
@@ -17,20 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
-
 from magnetd import logs
 from magnetd.config import Polling
-from magnetd.model import Arrival, FileKind, Seen
+from magnetd.model import FileKind
 
 if sys.platform.startswith("linux") or TYPE_CHECKING:  # inotify_simple is a dependency on Linux only
     from magnetd.intake.inotify import InotifyReader
@@ -106,44 +96,6 @@ def filesystem_type(path: Path) -> str:
     return fstype
 
 
-class _Handler(FileSystemEventHandler):
-    """Turns watchdog events into ``Seen`` records; never raises into the observer."""
-
-    def __init__(self, out: queue.SimpleQueue[Any]) -> None:
-        self.out = out
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        try:
-            self._queue(event)
-        except Exception as exc:
-            log.exception(
-                "watcher_error", path=os.fsdecode(event.src_path), error=repr(exc), action="rescanning"
-            )
-            self.out.put(Seen(Path(), Arrival.ERROR))
-
-    def _queue(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            if event.event_type in ("created", "moved"):
-                target = getattr(event, "dest_path", "") or event.src_path
-                self.out.put(Seen(Path(os.fsdecode(target)), Arrival.DIR))
-            return
-        if isinstance(event, FileMovedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.dest_path)), Arrival.MOVED))
-        elif isinstance(event, FileClosedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.CLOSED))
-        elif isinstance(event, FileCreatedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.CREATED))
-        elif isinstance(event, FileModifiedEvent):
-            self.out.put(Seen(Path(os.fsdecode(event.src_path)), Arrival.MODIFIED))
-
-
-def _observer(polling: bool) -> Any:
-    """watchdog's observer: polling, or the platform's own (not used for inotify on Linux)."""
-    if polling:
-        return PollingObserver(timeout=1.0)
-    return Observer()
-
-
 class Watcher:
     """Owns the watchdog observer for one inbox."""
 
@@ -165,8 +117,10 @@ class Watcher:
             reader.start()
             self._reader = reader
             return
-        observer = _observer(self.polling)
-        observer.schedule(_Handler(self.out), os.fspath(self.inbox), recursive=True)
+        from magnetd.intake import observer as watchdog_observer  # watchdog: ~5 MB, only when used
+
+        observer = watchdog_observer.make(self.polling)
+        observer.schedule(watchdog_observer.Handler(self.out), os.fspath(self.inbox), recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer

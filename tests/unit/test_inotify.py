@@ -137,3 +137,33 @@ def test_starting_on_a_missing_folder_raises(tmp_path: Path) -> None:
     reader = InotifyReader(tmp_path / "missing", queue.SimpleQueue())
     with pytest.raises(FileNotFoundError):
         reader.start()
+
+
+_IMPORTS = """
+import queue, sys, time
+from pathlib import Path
+from magnetd.service.supervisor import Supervisor
+from magnetd.health import gates
+from magnetd.config import Polling
+from magnetd.intake.watcher import Watcher
+out = queue.SimpleQueue()
+watcher = Watcher(Path(sys.argv[1]), out, Polling(sys.argv[2]))
+watcher.start()
+(Path(sys.argv[1]) / "a.magnet").write_text("x")
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and out.empty():
+    time.sleep(0.05)
+watcher.stop()
+print(not out.empty(), "watchdog" in sys.modules, "psutil" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("polling", "watchdog"), [("false", "False"), ("true", "True")])
+def test_watchdog_and_psutil_are_loaded_only_when_used(tmp_path: Path, polling: str, watchdog: str) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS, str(tmp_path), polling], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", watchdog, "False"]  # a file seen either way
