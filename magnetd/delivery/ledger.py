@@ -28,12 +28,20 @@ with a wide margin while keeping the memory of a busy day small."""
 log = logs.get(__name__)
 
 
-@dataclass(frozen=True)
+Pair = tuple[Entry, AddOptions]
+
+
+@dataclass(frozen=True, slots=True)
 class Given:
+    """What one instance was seen to list at one time: one landed batch's entries.
+
+    One record per batch, holding the batch's own (entry, options) pairs: a record per
+    entry cost ~200 bytes for each file of a large drop, for two minutes.
+    """
+
     at: float
     instance: str
-    entry: Entry
-    options: AddOptions
+    pairs: tuple[Pair, ...]
 
 
 class Ledger:
@@ -55,10 +63,10 @@ class Ledger:
         self._given: deque[Given] = deque()
         self._outage: set[str] = set()
 
-    def record(self, instance: str, pairs: Sequence[tuple[Entry, AddOptions]]) -> None:
+    def record(self, instance: str, pairs: Sequence[Pair]) -> None:
         """Remember entries ``instance`` has just been seen to list."""
-        now = self.clock()
-        self._given.extend(Given(now, instance, entry, options) for entry, options in pairs)
+        if pairs:
+            self._given.append(Given(self.clock(), instance, tuple(pairs)))
 
     def check(self) -> None:
         """Note outages; re-check an instance that is back. Cheap when nothing was given."""
@@ -79,23 +87,22 @@ class Ledger:
             self._given = deque(kept)
 
     def _restore(self, name: str) -> None:
-        given = [g for g in self._given if g.instance == name]
+        given = [pair for g in self._given if g.instance == name for pair in g.pairs]
         client = self.clients[name]
         try:
-            listed = client.present({g.entry.torrent_id for g in given})
-            lost = [g for g in given if g.entry.torrent_id not in listed]
+            listed = client.present({entry.torrent_id for entry, _ in given})
+            lost = [pair for pair in given if pair[0].torrent_id not in listed]
             if lost:
-                pairs = [(g.entry, g.options) for g in lost]
-                _report(name, lost, push(client, name, pairs, self.batch_size, self.sleep).present)
+                _report(name, lost, push(client, name, lost, self.batch_size, self.sleep).present)
         except InstanceError as exc:
             log.warning("recheck_failed", instance=name, status=exc.status, detail=exc.detail)
             return  # still in outage: tried again when it is OK next
         self._outage.discard(name)
 
 
-def _report(name: str, lost: list[Given], back: set[str]) -> None:
-    readded = [g.entry.torrent_id for g in lost if g.entry.torrent_id in back]
-    missing = [g.entry.torrent_id for g in lost if g.entry.torrent_id not in back]
+def _report(name: str, lost: list[Pair], back: set[str]) -> None:
+    readded = [entry.torrent_id for entry, _ in lost if entry.torrent_id in back]
+    missing = [entry.torrent_id for entry, _ in lost if entry.torrent_id not in back]
     if readded:
         log.warning(
             "magnets_readded",

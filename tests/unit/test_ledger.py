@@ -58,3 +58,20 @@ def test_no_outage_no_recheck_and_old_adds_are_forgotten(tmp_path: Path) -> None
     dispatcher.health.set_instance("only", InstanceStatus.OK)
     ledger.check()
     assert len(client.adds) == adds and not client.have
+
+
+def test_only_batches_given_within_the_window_before_the_outage_are_checked_again(tmp_path: Path) -> None:
+    client, ledger, dispatcher, inbox = with_ledger(tmp_path)
+    old = set(client.have)
+    CLOCK.advance(WINDOW / 2)
+    drop(inbox, dispatcher.config, "c.magnet", link())
+    assert run(dispatcher, inbox)
+    recent = set(client.have) - old
+    CLOCK.advance(WINDOW / 2 + 1)  # the first batch is past the window, the second is not
+    ledger.check()  # as the daemon's loop does all the time
+    client.have.clear()  # everything lost
+    dispatcher.health.set_instance("only", InstanceStatus.UNREACHABLE, "restarting")
+    ledger.check()
+    dispatcher.health.set_instance("only", InstanceStatus.OK)
+    ledger.check()
+    assert client.have == recent
