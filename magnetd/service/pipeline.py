@@ -1,8 +1,8 @@
 """The pipeline: one pass over the due files, batch by batch, with many batches in flight.
 
 Reading comes first: files that arrive during the pass join it, and a batch
-is landed (its files moved) only when its verdict is already there or when
-too much is in flight, so that a large drop reaches qBittorrent as fast as
+is landed (its files moved) only once its verdict is there and no file waits
+to be read, or when too much is in flight, so that a large drop reaches qBittorrent as fast as
 the files can be read while the couriers verify behind. Flights are landed
 in order, and every one is landed before the pass returns. Runs on the
 supervisor's thread, which owns every file move.
@@ -101,13 +101,13 @@ class Pipeline:
                     return
                 loaded = waiting.path not in self.flying and self._load(waiting, batch)
                 if loaded and batch.full(self.parts.config):
-                    self._launch(batch.jobs)
+                    self._launch(batch.jobs, land_done=False)  # reading first: landing waits
                     batch = _Batch()
             if fresh := self.arrivals(COALESCE if arriving and batch.jobs else 0.0):
                 arriving = True
                 continue
             if batch.jobs and not self.hold.active:
-                self._launch(batch.jobs)
+                self._launch(batch.jobs, land_done=True)
                 batch = _Batch()
             if not self.flights or self.stopping() or self.hold.active:
                 return
@@ -128,8 +128,9 @@ class Pipeline:
         batch.add(job)
         return True
 
-    def _launch(self, batch: list[Job]) -> None:
-        """Hand ``batch`` over, then land the flights that are done, or too many."""
+    def _launch(self, batch: list[Job], land_done: bool) -> None:
+        """Hand ``batch`` over, then land the flights that are too many (and those done, if
+        ``land_done``: not while files wait to be read, whose adds would wait for the moves)."""
         try:
             routed = self.parts.dispatcher.route(batch)
         except Exception as exc:
@@ -144,7 +145,9 @@ class Pipeline:
         self.entries += sum(len(flight.pairs) for flight in routed.flights)
         most = IN_FLIGHT_BATCHES * len(self.parts.config.instances)  # each instance has its own courier
         while self.flights and (
-            self.flights[0].verdict.done() or len(self.flights) > most or self.entries > IN_FLIGHT_ENTRIES
+            (land_done and self.flights[0].verdict.done())
+            or len(self.flights) > most
+            or self.entries > IN_FLIGHT_ENTRIES
         ):
             self._land(self.flights.popleft())
 

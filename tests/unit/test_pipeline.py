@@ -223,3 +223,13 @@ def test_a_long_pass_collects_the_young_generations_every_so_many_landings(tmp_p
     finally:
         gc.callbacks.remove(note)
     assert collections == [1, 1]  # none automatic, one per YOUNG_EVERY landings
+
+
+def test_files_still_to_read_are_handed_over_before_done_flights_land(tmp_path: Path) -> None:
+    client = FakeClient()
+    parts, inbox = make(tmp_path, client, batch_size=2)
+    for n in range(5):
+        drop(inbox, parts.config, f"f{n}.magnet", link())
+    start(parts, inbox)  # the inline courier: every verdict is there at once
+    assert parts.steps == ["route 2", "route 2", "route 1", "land", "land", "land"]
+    assert len(list(parts.config.folders.sent.glob("*.magnet"))) == 5
