@@ -126,8 +126,12 @@ class Settler:
             log.info("file_changed", file=job.rel, action="reading it again")
             self.inbox.retry_later(job.waiting, 0.0)
             return
-        good = [e for e in job.item.entries if e.torrent_id in verdict.present]
-        missing = [e for e in job.item.entries if e.torrent_id not in verdict.present]
+        entries, present = job.item.entries, verdict.present
+        if not job.item.rejects and all(e.torrent_id in present for e in entries):  # the usual case
+            self._sent(job, list(entries), [], verdict.instance, 0, verdict.already)
+            return
+        good = [e for e in entries if e.torrent_id in present]
+        missing = [e for e in entries if e.torrent_id not in present]
         if self._unconfirmed(job, missing, verdict):
             return
         bad = sorted([*job.item.rejects, *_refusals(missing, verdict)], key=lambda r: r.line)
@@ -176,17 +180,16 @@ class Settler:
             self.move_failed(job.waiting, job.rel, exc)
             return
         self.inbox.forget(job.waiting.path)
-        self.counters.sent += 1
-        duplicates = [e.torrent_id for e in good if e.torrent_id in already]
+        counters = self.counters
+        counters.sent += 1
+        duplicates = [e.torrent_id for e in good if e.torrent_id in already] if already else []
         for torrent_id in duplicates:
             log.info("magnet_already_present", file=job.rel, infohash=torrent_id, instance=instance)
-        self.counters.magnets.update(
-            {
-                MagnetOutcome.ADDED: len(good) - len(duplicates),
-                MagnetOutcome.ALREADY_PRESENT: len(duplicates),
-                MagnetOutcome.REJECTED: rejected,
-            }
-        )
+        counters.magnets[MagnetOutcome.ADDED] += len(good) - len(duplicates)
+        if duplicates:
+            counters.magnets[MagnetOutcome.ALREADY_PRESENT] += len(duplicates)
+        if rejected:
+            counters.magnets[MagnetOutcome.REJECTED] += rejected
         reason = _reason(bad) if bad else None
         self._record(FileOutcome.PARTIAL if bad else FileOutcome.SENT, job.rel, reason, instance)
         log.info(
@@ -243,8 +246,9 @@ class Settler:
     def _record(self, outcome: FileOutcome, rel: str, reason: str | None, instance: str | None) -> None:
         """Count an outcome, keep it among the recent ones, and tell the announcer."""
         self.counters.files[outcome] += 1
-        entry = {"file": rel, "outcome": str(outcome), "reason": reason, "instance": instance}
-        self.counters.recent.append({**entry, "at": now_iso()})
+        self.counters.recent.append(
+            {"file": rel, "outcome": str(outcome), "reason": reason, "instance": instance, "at": now_iso()}
+        )
         if self.announcer is not None:
             if outcome != FileOutcome.FAILED:
                 self.announcer.file_outcome(EventName.FILE_SENT, rel, None, instance)

@@ -59,9 +59,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _names(directory: Path, name: str) -> Iterator[str]:
-    """``directory/name``, then ``stem.2.suffix``, ``stem.3.suffix`` … (plain strings: this is hot)."""
-    base = os.fspath(directory)
+def _names(base: str, name: str) -> Iterator[str]:
+    """``base/name``, then ``stem.2.suffix``, ``stem.3.suffix`` … (plain strings: this is hot)."""
     yield os.path.join(base, name)
     stem, dot, ext = name.rpartition(".")
     stem, suffix = (stem, dot + ext) if stem else (name, "")
@@ -76,7 +75,7 @@ def free_name(directory: Path, name: str) -> Path:
 
     A name is taken if a file, a link or an error record already uses it.
     """
-    for candidate in _names(directory, name):
+    for candidate in _names(os.fspath(directory), name):
         if not os.path.lexists(candidate) and not os.path.lexists(candidate + ERROR_SUFFIX):
             return Path(candidate)
     raise AssertionError("unreachable: the names never run out")
@@ -133,7 +132,8 @@ class Spool:
     ) -> None:
         self.folders = folders
         self._dirty: set[str] = set()  # folders to fsync, as strings: hashing Paths per file is slow
-        self._sent_dirs: dict[str, Path] = {}  # a sub-folder of the inbox -> its folder in sent/, made
+        # a sub-folder of the inbox -> its folder in sent/ (made), as a string, and its own in the inbox
+        self._sent_dirs: dict[str, tuple[Path, str, str]] = {}
         self._made: set[Path] = set()  # target folders known to exist
         self._inbox_prefix = os.path.join(os.fspath(folders.inbox), "")  # the inbox, with a separator
         self.noreplace = noreplace  # None: check for a free name, then rename
@@ -151,7 +151,7 @@ class Spool:
 
     def _forget_folder(self, directory: Path) -> None:
         self._made.discard(directory)
-        self._sent_dirs = {sub: made for sub, made in self._sent_dirs.items() if made != directory}
+        self._sent_dirs = {sub: dirs for sub, dirs in self._sent_dirs.items() if dirs[0] != directory}
 
     def _folder(self, directory: Path) -> Path:
         if directory not in self._made:
@@ -179,7 +179,7 @@ class Spool:
         self._dirty.add(os.path.dirname(source))
         self._dirty.add(os.path.dirname(target))
 
-    def sent(self, path: Path, rel: str | None = None) -> Path:
+    def sent(self, path: Path, rel: str | None = None) -> str:
         """Move a fully sent file to ``sent/``; return where it went.
 
         With ``renameat2`` the free name is found by the rename itself: one
@@ -188,25 +188,27 @@ class Spool:
         """
         rel = rel or self.relative(path)
         if self.noreplace is None:
-            return self._rename_checked(path, rel)
+            return os.fspath(self._rename_checked(path, rel))
         source = os.fspath(path)
         sub, name = os.path.split(rel)  # strings: this runs once per file of a large drop
-        directory = self._sent_dirs.get(sub)
-        if directory is None:
-            directory = self._sent_dirs[sub] = self._folder(self.folders.sent / sub)
-        for candidate in _names(directory, name):
+        dirs = self._sent_dirs.get(sub)
+        if dirs is None:
+            made = self._folder(self.folders.sent / sub)
+            dirs = self._sent_dirs[sub] = (made, os.fspath(made), os.path.dirname(source))
+        _, target_dir, source_dir = dirs
+        for candidate in _names(target_dir, name):
             try:
                 self.noreplace(source, candidate)
             except FileExistsError:
                 continue
             except OSError as exc:
                 if exc.errno not in _NOREPLACE_UNSUPPORTED:  # e.g. a vanished folder: made again there
-                    return self._rename_checked(path, rel)
+                    return os.fspath(self._rename_checked(path, rel))
                 self.noreplace = None  # a file system without it: check, then rename
                 return self.sent(path, rel)
-            self._dirty.add(os.path.dirname(source))
-            self._dirty.add(os.fspath(directory))
-            return Path(candidate)
+            self._dirty.add(source_dir)
+            self._dirty.add(target_dir)
+            return candidate
         raise AssertionError("unreachable: the names never run out")
 
     def _rename_checked(self, path: Path, rel: str) -> Path:
