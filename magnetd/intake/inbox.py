@@ -147,7 +147,7 @@ def _read_open(fd: int, waiting: Waiting, max_bytes: int, settle: float, now: fl
         if info.st_size == 0 and now - info.st_mtime < EMPTY_GRACE:
             waiting.size = 0
             raise Busy("empty, may be a placeholder")
-        data = _read_all(fd, max_bytes)
+        data = _read_all(fd, max_bytes, info.st_size)
         waiting.identity = identity(info)
     finally:
         if lease:
@@ -182,8 +182,16 @@ def unchanged(waiting: Waiting) -> bool:
         return True  # gone or unreadable: the move itself reports it
 
 
-def _read_all(fd: int, max_bytes: int) -> bytes:
-    chunks, total = [], 0
+def _read_all(fd: int, max_bytes: int, size: int) -> bytes:
+    """Up to ``max_bytes + 1`` bytes, until the end of the file.
+
+    One ``read`` when the file still has its ``fstat`` size: asked for one byte more, it
+    gives exactly that size. A file that grew or gave less reads on until a read is empty.
+    """
+    first = os.read(fd, min(size, max_bytes) + 1)
+    if len(first) == size:
+        return first
+    chunks, total = [first], len(first)
     while total <= max_bytes:
         chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
         if not chunk:

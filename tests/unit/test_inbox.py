@@ -129,3 +129,29 @@ def test_identity_tells_files_apart_even_past_64_bits() -> None:
     assert identity(stat_of(huge, 5)) != identity(stat_of(huge + 1, 5))
     assert identity(stat_of(7, 5)) != identity(stat_of(7, 6))
     assert len(identity(stat_of(7, 5))) == 32
+
+
+def test_reading_takes_one_read_at_the_stat_size_and_reads_on_when_it_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.magnet"
+    text = b"magnet:?xt=urn:btih:" + b"a" * 40
+    path.write_bytes(text)
+    real_read, asked = os.read, []
+
+    def counted(fd: int, n: int) -> bytes:
+        asked.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", counted)
+    assert _read_waiting(path).identity is not None
+    assert asked == [len(text) + 1]  # exactly the size came back: that is the end
+    asked.clear()
+
+    def short(fd: int, n: int) -> bytes:  # a read that gives less than there is
+        asked.append(n)
+        return real_read(fd, min(n, 7))
+
+    monkeypatch.setattr(os, "read", short)
+    assert read(Waiting(path, 0.0, 0.0, Arrival.MOVED), 1 << 20, 0.0) == text
+    assert len(asked) > 2
