@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 
 from magnetd.delivery.qbittorrent import ClientApi, InstanceError, ItemRejected
 from magnetd.model import AddOptions, Entry
@@ -28,6 +29,10 @@ VERIFY_DELAYS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
 milliseconds, so the first looks come fast; a busy instance (saving resume data, thousands
 of adds queued) gets the later ones. What is still missing then is tried again as a file."""
 REFUSED = "qBittorrent refused it (not added, not already present)"
+CHECK_ALONG = 16
+"""Batches waiting to be sent whose pre-check (what the instance lists already) goes in one
+``torrents/info`` call with the one about to be sent: qBittorrent goes through every torrent
+it has for each such call, so while adds queue up one look serves up to this many."""
 
 Pairs = Sequence[tuple[Entry, AddOptions]]
 
@@ -77,21 +82,40 @@ class Exchange:
         self._looks = 0
         self._added = 0.0
         self.reached = False  # past the guard: a request went to the instance
+        self.checked: set[str] | None = None  # ids the instance listed before the adds, once asked
+        self._shadowed: set[str] = set()  # ids an earlier batch checked along with this one brings
+        self._ids: set[str] | None = None
 
-    def send(self) -> bool:
+    def ids(self) -> set[str]:
+        """Every torrent id of the batch."""
+        if self._ids is None:
+            self._ids = {entry.torrent_id for entry, _ in self.pairs}
+        return self._ids
+
+    def check_along(self, listed: set[str], earlier: set[str]) -> None:
+        """Take the pre-check made for a group of batches: ``listed`` by the instance, and the
+        ids of the group's ``earlier`` batches, which will have added them by the time this one
+        is sent (they are sent again, harmlessly, and count as already present once seen)."""
+        ids = self.ids()
+        self.checked = listed & ids
+        self._shadowed = (ids & earlier) - listed
+
+    def send(self, queued: Sequence[Exchange] = ()) -> bool:
         """Add what the instance does not list yet; True when nothing is left to verify.
 
         Magnets go in as few ``torrents/add`` requests as their options allow (at
         most ``batch_size`` each), each ``.torrent`` in its own request. What the
         instance lists already is not sent again, and comes back in ``already``:
         one ``torrents/info`` call, cheap while few are there (qBittorrent's cost is
-        per torrent it returns).
+        per torrent it returns), made for the batches ``queued`` behind this one too.
         """
         self.guard()
         self.reached = True
         started = self.clock()
         verdict, client = self.verdict, self.client
-        verdict.already = client.present({entry.torrent_id for entry, _ in self.pairs})
+        if self.checked is None:
+            self._check_with(queued)
+        verdict.already = self.checked if self.checked is not None else set()
         groups: dict[AddOptions, list[Entry]] = defaultdict(list)
         torrents: list[tuple[Entry, AddOptions]] = []
         for entry, options in self.pairs:
@@ -120,6 +144,16 @@ class Exchange:
         verdict.add_seconds = self._added - started
         return self._settled()
 
+    def _check_with(self, queued: Sequence[Exchange]) -> None:
+        """One pre-check for this batch and up to CHECK_ALONG unchecked ones queued behind it."""
+        group = [self, *[e for e in queued if e.checked is None and e.client is self.client]]
+        group = group[: CHECK_ALONG + 1]
+        listed = self.client.present(set().union(*(member.ids() for member in group)))
+        earlier: set[str] = set()
+        for member in group:
+            member.check_along(listed, earlier)
+            earlier |= member.ids()
+
     def _took(self, accepted: bool, added_ids: Iterable[str], ids: list[str]) -> None:
         self._accepted |= accepted
         self.verdict.present.update(added_ids)
@@ -130,6 +164,7 @@ class Exchange:
         """One ``torrents/info`` over what is still missing; True when the verdict is final."""
         found = self.client.present(self.missing)
         self.verdict.present |= found
+        self.verdict.already |= found & self._shadowed
         self.missing -= found
         self._looks += 1
         if self._settled():
@@ -257,7 +292,7 @@ class Courier:
             while True:
                 if self._sends:
                     exchange = self._sends.popleft()
-                    return exchange, exchange.send
+                    return exchange, partial(exchange.send, list(self._sends)[:CHECK_ALONG])
                 if self._looks:
                     soonest = min(self._looks, key=lambda e: e.due)
                     wait = soonest.due - soonest.clock()

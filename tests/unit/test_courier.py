@@ -47,10 +47,34 @@ def test_every_batch_handed_over_is_added_before_any_is_verified() -> None:
     assert [v.present for v in verdicts] == [{h} for h in hashes]
     adds = [i for i, (method, _) in enumerate(client.sequence) if method == "add_magnets"]
     assert [client.sequence[i][1] for i in adds] == [{h} for h in hashes]  # in the order handed over
-    looks = [i for i, (method, ids) in enumerate(client.sequence) if method == "present"]
-    first_look = looks[len(hashes)]  # each batch's pre-check comes with its adds; then the looks
-    assert max(adds) < first_look
+    presents = [(i, ids) for i, (method, ids) in enumerate(client.sequence) if method == "present"]
+    # the first batch's pre-check and add, one pre-check for the four queued behind it, their
+    # adds, then the looks
+    assert [ids for _, ids in presents[:2]] == [{hashes[0]}, set(hashes[1:])]
+    assert presents[0][0] < adds[0] < presents[1][0] < adds[1] and max(adds) < presents[2][0]
     assert client.threads == {"magnetd-courier"}
+
+
+def test_a_magnet_in_two_batches_checked_together_is_verified_and_counted_as_already_there() -> None:
+    client = FakeClient()
+    client.gate = threading.Event()
+    courier = Courier()
+    first, shared, last, old = "aa" * 20, "bb" * 20, "cc" * 20, "dd" * 20
+    client.have.add(old)
+    try:
+        futures = [
+            courier.carry(exchange(client, first)),
+            courier.carry(exchange(client, shared, old)),
+            courier.carry(exchange(client, shared, last)),  # the same magnet, another file
+        ]
+        client.gate.set()
+        verdicts = [f.result(timeout=10) for f in futures]
+    finally:
+        courier.close()
+    assert [v.present for v in verdicts] == [{first}, {shared, old}, {shared, last}]
+    assert [v.already for v in verdicts] == [set(), {old}, {shared}]
+    second_check = [ids for method, ids in client.sequence if method == "present"][1]
+    assert second_check == {shared, old, last}  # one look before the adds for both queued batches
 
 
 def test_a_batch_handed_over_later_is_added_while_an_earlier_one_waits_for_its_torrents() -> None:
