@@ -138,7 +138,8 @@ class Exchange:
                 continue
             self._took(answer.accepted, answer.added_ids, [entry.torrent_id])
         verdict.present |= verdict.already
-        wanted = {entry.torrent_id for entry, _ in self.pairs} - set(verdict.refused)
+        wanted = self.ids() - set(verdict.refused)
+        self._ids = None  # a large drop holds every batch until it lands
         self.missing = wanted - verdict.present
         self._added = self.due = self.clock()
         verdict.add_seconds = self._added - started

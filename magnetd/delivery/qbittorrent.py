@@ -277,12 +277,15 @@ class Client:
 
         Asked in slices of ``PRESENT_SLICE``: qBittorrent's cost is per torrent
         listed either way, and each answer's objects are dropped before the next.
+        An id already in lower case comes back as the caller's own string (a large
+        drop keeps every verified id until its batch lands).
         """
-        wanted = sorted({i.lower() for i in ids})
+        lowered = {i.lower(): i for i in ids}
+        wanted = sorted(lowered)
         found: set[str] = set()
         for start in range(0, len(wanted), PRESENT_SLICE):
             found |= self._listed(set(wanted[start : start + PRESENT_SLICE]))
-        return found
+        return {own if own == low else low for low, own in lowered.items() if low in found}
 
     def _listed(self, part: set[str]) -> set[str]:
         """The ids of ``part`` (lower case, not empty) that one ``torrents/info`` call lists.

@@ -49,6 +49,7 @@ class Waiting:
     not_before: float = 0.0
     last_error: str | None = None
     identity: bytes | None = None  # device, inode, size and mtime when last read (see identity())
+    handed: int = 0  # the pipeline pass that handed it over (pipeline.Pipeline.number), 0: none
 
 
 class Inbox:

@@ -146,7 +146,8 @@ class Spool:
         """
         text = os.fspath(path)
         if text.startswith(self._inbox_prefix):
-            return text[len(self._inbox_prefix) :]
+            rel = text[len(self._inbox_prefix) :]
+            return path.name if rel == path.name else rel  # at the top: the name's own string
         return str(path.relative_to(self.folders.inbox))
 
     def _forget_folder(self, directory: Path) -> None:

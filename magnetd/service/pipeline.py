@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from magnetd import logs
 from magnetd.config import Config
@@ -38,6 +38,7 @@ WAIT = 0.1
 ``ready`` (each verdict) ends the wait at once."""
 BATCH_BYTES = 8 * 1024 * 1024
 """File data per batch: .torrent files are large, so a batch of them is cut short."""
+_PASSES = itertools.count(1)
 YOUNG_EVERY = 64
 """Landings between two collections of the young generations while a pass keeps automatic
 garbage collection off (see :func:`collection_paused`)."""
@@ -70,7 +71,7 @@ class Pipeline:
         self.keepalive = keepalive  # the systemd watchdog, while a slow instance keeps a verdict
         self.ready = ready  # called on the courier when a verdict comes: ends a wait for arrivals
         self.flights: deque[Flight] = deque()
-        self.flying: set[Path] = set()  # files handed over in this pass: not loaded twice
+        self.number = next(_PASSES)  # marks the files handed over in this pass: not loaded twice
         self.entries = 0  # entries in flights not landed yet
         self.landings = 0
 
@@ -99,7 +100,7 @@ class Pipeline:
             for waiting in fresh:
                 if self.stopping() or self.hold.active:
                     return
-                loaded = waiting.path not in self.flying and self._load(waiting, batch)
+                loaded = waiting.handed != self.number and self._load(waiting, batch)
                 if loaded and batch.full(self.parts.config):
                     self._launch(batch.jobs, land_done=False)  # reading first: landing waits
                     batch = _Batch()
@@ -124,7 +125,7 @@ class Pipeline:
             job = self.parts.fetches.resolve(job)
         if job is None:
             return False
-        self.flying.add(waiting.path)
+        waiting.handed = self.number
         batch.add(job)
         return True
 

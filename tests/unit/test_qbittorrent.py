@@ -598,3 +598,13 @@ def test_answers_are_asked_uncompressed_only_from_this_machine(url: str, encodin
             assert asked == {"identity"}
         else:  # requests' default: gzip and deflate, and more where brotli or zstandard is installed
             assert all("gzip" in header for header in asked)
+
+
+def test_present_gives_back_the_callers_own_id_strings(rsps: responses.RequestsMock, client: Client) -> None:
+    rsps.add(responses.POST, LOGIN, body="Ok.")
+    rsps.add(responses.POST, INFO, json=[{"hash": H1}, {"hash": H2}])
+    mine = "".join(["a"] * 40)  # equal to H1, another object
+    upper = H2.upper()
+    found = client.present([mine, upper, H3])
+    assert found == {H1, H2}
+    assert any(item is mine for item in found)  # kept, not a copy: held until the batch lands
