@@ -155,3 +155,22 @@ def test_reading_takes_one_read_at_the_stat_size_and_reads_on_when_it_differs(
     monkeypatch.setattr(os, "read", short)
     assert read(Waiting(path, 0.0, 0.0, Arrival.MOVED), 1 << 20, 0.0) == text
     assert len(asked) > 2
+
+
+def test_files_noted_within_a_millisecond_share_their_times_and_keep_their_order(tmp_path: Path) -> None:
+    from tests.fakes import FakeClock
+
+    clock = FakeClock()
+    inbox = Inbox(tmp_path, clock=clock)
+    noted = []
+    for name in ("c.magnet", "a.magnet", "b.magnet"):
+        noted.append(inbox.note(Seen(tmp_path / name, Arrival.MOVED)))
+        clock.advance(0.0002)
+    clock.advance(0.01)
+    later = inbox.note(Seen(tmp_path / "0.magnet", Arrival.MOVED))
+    assert all(w is not None for w in [*noted, later])
+    first, second, third = noted
+    assert first and second and third and later
+    assert first.first_seen is second.first_seen is third.first_seen  # one float for the three
+    assert later.first_seen > first.first_seen
+    assert [w.path.name for w in inbox.due()] == ["c.magnet", "a.magnet", "b.magnet", "0.magnet"]
