@@ -48,6 +48,7 @@ class FakeClient:
         self.calls: Counter[str] = Counter()  # by method name, failed calls included
         self.sequence: list[tuple[str, frozenset[str]]] = []  # present and add calls in order, with their ids
         self.threads: set[str] = set()  # where the adds ran
+        self.per_call: list[int] = []  # each present call's ids per request
         self.gate: threading.Event | None = None
         self.closed = False
         self.connection = "connected"  # transfer/info's connection_status
@@ -99,10 +100,11 @@ class FakeClient:
         self.uploads.append((filename, options))
         return answer
 
-    def present(self, ids: Collection[str]) -> set[str]:
+    def present(self, ids: Collection[str], per_call: int = 1000) -> set[str]:
         if self.gate is not None:  # the look before the add waits too: it is part of the exchange
             assert self.gate.wait(10), "the test never opened the gate"
         self._call("present")
+        self.per_call.append(per_call)
         self.sequence.append(("present", frozenset(i.lower() for i in ids)))
         return self.have & {i.lower() for i in ids}
 

@@ -33,6 +33,8 @@ CHECK_ALONG = 16
 """Batches waiting to be sent whose pre-check (what the instance lists already) goes in one
 ``torrents/info`` call with the one about to be sent: qBittorrent goes through every torrent
 it has for each such call, so while adds queue up one look serves up to this many."""
+CHECK_PER_CALL = 20_000
+"""Ids per pre-check call (~0.8 MB of form): its answer lists only what was there before."""
 
 Pairs = Sequence[tuple[Entry, AddOptions]]
 
@@ -149,7 +151,7 @@ class Exchange:
         """One pre-check for this batch and up to CHECK_ALONG unchecked ones queued behind it."""
         group = [self, *[e for e in queued if e.checked is None and e.client is self.client]]
         group = group[: CHECK_ALONG + 1]
-        listed = self.client.present(set().union(*(member.ids() for member in group)))
+        listed = self.client.present(set().union(*(member.ids() for member in group)), CHECK_PER_CALL)
         earlier: set[str] = set()
         for member in group:
             member.check_along(listed, earlier)
@@ -258,6 +260,11 @@ class Courier:
             self._sends.append(exchange)
             self._cond.notify()
         return exchange.future
+
+    def queued(self) -> int:
+        """Batches handed over whose adds have not started yet."""
+        with self._cond:
+            return len(self._sends)
 
     def lane(self, instance: str) -> Courier:
         """The courier for ``instance``'s batches: this one (see :class:`Couriers` for one each)."""

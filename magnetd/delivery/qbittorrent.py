@@ -169,7 +169,7 @@ class ClientApi(Protocol):
     def connection_status(self) -> str: ...
     def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer: ...
     def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer: ...
-    def present(self, ids: Collection[str]) -> set[str]: ...
+    def present(self, ids: Collection[str], per_call: int = ...) -> set[str]: ...
 
 
 class Client:
@@ -272,19 +272,21 @@ class Client:
             response = self._call("POST", "torrents/add", _ADD_STATUSES, data=form, files=files)
             return self._add_answer(response, filename)
 
-    def present(self, ids: Collection[str]) -> set[str]:
+    def present(self, ids: Collection[str], per_call: int = PRESENT_SLICE) -> set[str]:
         """The subset of ``ids`` (lower-cased) that qBittorrent lists.
 
-        Asked in slices of ``PRESENT_SLICE``: qBittorrent's cost is per torrent
-        listed either way, and each answer's objects are dropped before the next.
+        Asked ``per_call`` at a time: qBittorrent's cost is per torrent listed either
+        way, and each answer's objects are dropped before the next. A check for what
+        is there before adding (an answer mostly empty) asks for more at once, as
+        each call also costs qBittorrent a pass over every torrent it holds.
         An id already in lower case comes back as the caller's own string (a large
         drop keeps every verified id until its batch lands).
         """
         lowered = {i.lower(): i for i in ids}
         wanted = sorted(lowered)
         found: set[str] = set()
-        for start in range(0, len(wanted), PRESENT_SLICE):
-            found |= self._listed(set(wanted[start : start + PRESENT_SLICE]))
+        for start in range(0, len(wanted), per_call):
+            found |= self._listed(set(wanted[start : start + per_call]))
         return {own if own == low else low for low, own in lowered.items() if low in found}
 
     def _listed(self, part: set[str]) -> set[str]:

@@ -131,7 +131,7 @@ class LoadClient:
     def add_torrent(self, filename: str, data: bytes, options: AddOptions) -> AddAnswer:
         return AddAnswer(accepted=True)
 
-    def present(self, ids: Collection[str]) -> set[str]:
+    def present(self, ids: Collection[str], per_call: int = 1000) -> set[str]:
         return set()
 
     def filtered(self, state_filter: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from magnetd.delivery.courier import Courier, Exchange, Verdict, push
+from magnetd.delivery.courier import CHECK_PER_CALL, Courier, Exchange, Verdict, push
 from magnetd.delivery.qbittorrent import InstanceError
 from magnetd.intake.magnet import parse_link
 from magnetd.model import AddOptions, Entry
@@ -39,7 +39,9 @@ def test_every_batch_handed_over_is_added_before_any_is_verified() -> None:
     courier = Courier()
     hashes = [f"{n:x}" * 40 for n in range(1, 6)]
     try:
-        futures = [courier.carry(exchange(client, h)) for h in hashes]
+        futures = [courier.carry(exchange(client, hashes[0]))]
+        until(lambda: courier.queued() == 0)  # the first is being sent (held at the gate) alone
+        futures += [courier.carry(exchange(client, h)) for h in hashes[1:]]
         client.gate.set()
         verdicts = [f.result(timeout=10) for f in futures]
     finally:
@@ -62,8 +64,9 @@ def test_a_magnet_in_two_batches_checked_together_is_verified_and_counted_as_alr
     first, shared, last, old = "aa" * 20, "bb" * 20, "cc" * 20, "dd" * 20
     client.have.add(old)
     try:
-        futures = [
-            courier.carry(exchange(client, first)),
+        futures = [courier.carry(exchange(client, first))]
+        until(lambda: courier.queued() == 0)
+        futures += [
             courier.carry(exchange(client, shared, old)),
             courier.carry(exchange(client, shared, last)),  # the same magnet, another file
         ]
@@ -75,6 +78,7 @@ def test_a_magnet_in_two_batches_checked_together_is_verified_and_counted_as_alr
     assert [v.already for v in verdicts] == [set(), {old}, {shared}]
     second_check = [ids for method, ids in client.sequence if method == "present"][1]
     assert second_check == {shared, old, last}  # one look before the adds for both queued batches
+    assert client.per_call[1] == CHECK_PER_CALL > client.per_call[-1]  # looks after adds: in slices
 
 
 def test_a_batch_handed_over_later_is_added_while_an_earlier_one_waits_for_its_torrents() -> None:

@@ -608,3 +608,13 @@ def test_present_gives_back_the_callers_own_id_strings(rsps: responses.RequestsM
     found = client.present([mine, upper, H3])
     assert found == {H1, H2}
     assert any(item is mine for item in found)  # kept, not a copy: held until the batch lands
+
+
+def test_present_asks_per_call_ids_at_a_time(rsps: responses.RequestsMock, client: Client) -> None:
+    rsps.add(responses.POST, LOGIN, body="Ok.")
+    rsps.add(responses.POST, INFO, json=[{"hash": H1}])
+    ids = [H1, H2, H3, "d" * 40, "e" * 40]
+    assert client.present(ids, per_call=2) == {H1}
+    assert [len(form_of(call)["hashes"][0].split("|")) for call in rsps.calls[1:]] == [2, 2, 1]
+    assert client.present(ids) == {H1}  # the default slice holds all five
+    assert len(form_of(rsps.calls[-1])["hashes"][0].split("|")) == 5
