@@ -316,6 +316,8 @@ class Courier:
     def _fail_looks(self, error: InstanceError) -> None:
         with self._cond:
             waiting, self._looks = self._looks, []
+            for queued in self._sends:  # a pre-check made before the error is not trusted after it
+                queued.checked = None
         for exchange in waiting:
             exchange.future.set_exception(error)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 
 import pytest
 
 from magnetd.delivery.courier import CHECK_PER_CALL, Courier, Exchange, Verdict, push
-from magnetd.delivery.qbittorrent import InstanceError
+from magnetd.delivery.qbittorrent import AddAnswer, InstanceError
 from magnetd.intake.magnet import parse_link
-from magnetd.model import AddOptions, Entry
+from magnetd.model import AddOptions, Entry, InstanceStatus
 from tests.fakes import FakeClient
 
 
@@ -176,3 +177,39 @@ def test_a_closed_courier_takes_nothing_more() -> None:
     courier.close()
     with pytest.raises(RuntimeError, match="closed"):
         courier.carry(exchange(FakeClient(), "aa" * 20))
+
+
+class FailsOn(FakeClient):
+    """Times out on the add of one magnet; answers everything else."""
+
+    def __init__(self, infohash: str) -> None:
+        super().__init__()
+        self.infohash = infohash
+
+    def add_magnets(self, uris: Sequence[str], options: AddOptions) -> AddAnswer:
+        if any(self.infohash in uri for uri in uris):
+            self.sequence.append(("add_magnets", frozenset([self.infohash])))
+            raise InstanceError(InstanceStatus.TIMEOUT, "no answer")
+        return super().add_magnets(uris, options)
+
+
+def test_batches_checked_along_one_that_failed_on_its_instance_check_again() -> None:
+    first, failing, later = "aa" * 20, "bb" * 20, "cc" * 20
+    client = FailsOn(failing)
+    client.gate = threading.Event()
+    courier = Courier()
+    try:
+        futures = [courier.carry(exchange(client, first))]
+        until(lambda: courier.queued() == 0)
+        futures += [courier.carry(exchange(client, failing)), courier.carry(exchange(client, later))]
+        client.gate.set()
+        with pytest.raises(InstanceError):
+            futures[1].result(timeout=10)
+        verdict = futures[2].result(timeout=10)
+    finally:
+        courier.close()
+    steps = [(method, set(ids)) for method, ids in client.sequence]
+    added_later = steps.index(("add_magnets", {later}))
+    checks = [ids for method, ids in steps[:added_later] if method == "present"]
+    assert checks == [{first}, {failing, later}, {later}]  # asked again after the error, before the add
+    assert verdict.present == {later} and not verdict.already
