@@ -109,15 +109,15 @@ class Dispatcher:
 
     def load(self, waiting: Waiting) -> Job | None:
         """Read and parse one file; settle it at once if it can never be sent."""
-        rel = self.spool.relative(waiting.path)
+        rel = self.spool.relative(waiting.where)
         try:
             data = read(waiting, self.config.max_file_bytes, self.config.watch.settle_seconds)
-            item = items.parse_item(waiting.path.name, data)
+            item = items.parse_item(waiting.name, data)
         except Busy:
             self.inbox.retry_later(waiting, max(0.2, self.config.watch.settle_seconds))
             return None
         except Gone:
-            self.inbox.forget(waiting.path)
+            self.inbox.forget(waiting.where)
             return None
         except Rejected as exc:
             self.settler.fail(waiting, rel, exc.reason, exc.detail, exc.lines)

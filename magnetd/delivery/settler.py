@@ -175,11 +175,11 @@ class Settler:
             if bad:
                 self._partial(job, good, bad, instance)
             else:
-                self.spool.sent(job.waiting.path, job.rel)
+                self.spool.sent(job.waiting.where, job.rel)
         except OSError as exc:
             self.move_failed(job.waiting, job.rel, exc)
             return
-        self.inbox.forget(job.waiting.path)
+        self.inbox.forget(job.waiting.where)
         counters = self.counters
         counters.sent += 1
         duplicates = [e.torrent_id for e in good if e.torrent_id in already] if already else []
@@ -228,7 +228,7 @@ class Settler:
         except OSError as exc:
             self.move_failed(waiting, rel, exc)
             return
-        self.inbox.forget(waiting.path)
+        self.inbox.forget(waiting.where)
         self.counters.failed += 1
         self.counters.magnets.update(rejected=rejected)
         self._record(FileOutcome.FAILED, rel, reason, instance)

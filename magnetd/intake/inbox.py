@@ -37,9 +37,13 @@ class Gone(Exception):
 
 @dataclass(slots=True)
 class Waiting:
-    """One inbox file and what is known about its readiness and its attempts."""
+    """One inbox file and what is known about its readiness and its attempts.
 
-    path: Path
+    Its path is kept as text (``where``; :attr:`path` makes a ``Path`` of it): a ``Path``
+    held for each of thousands of waiting files cost ~220 bytes more each.
+    """
+
+    where: str
     first_seen: float
     first_seen_wall: float
     how: Arrival
@@ -50,6 +54,14 @@ class Waiting:
     last_error: str | None = None
     identity: bytes | None = None  # device, inode, size and mtime when last read (see identity())
     handed: int = 0  # the pipeline pass that handed it over (pipeline.Pipeline.number), 0: none
+
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.where)
 
 
 STAMP_SHARED = 0.001
@@ -62,28 +74,29 @@ class Inbox:
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
         self.clock = clock
-        self._files: dict[Path, Waiting] = {}
+        self._files: dict[str, Waiting] = {}  # by os.fspath(path)
         self._stamp: tuple[float, float] = (-1.0, 0.0)  # (monotonic, wall) of the last new file
 
     def __len__(self) -> int:
         return len(self._files)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._files
+        return isinstance(path, str | os.PathLike) and os.fspath(path) in self._files
 
     def note(self, seen: Seen) -> Waiting | None:
         """Record a path the watcher or a scan reported; its record if that made it due now."""
         path = seen.path
         if not is_candidate(path.name) or in_hidden_dir(path, self.root):
             return None
-        known = self._files.get(path)
+        where = os.fspath(path)
+        known = self._files.get(where)
         if known is None:
             now, wall = self._times()
             if seen.how == Arrival.SCAN:  # found by a scan: its age counts from when it was written
                 with contextlib.suppress(OSError):
                     age = max(0.0, wall - path.lstat().st_mtime)
                     now, wall = now - age, wall - age
-            known = self._files[path] = Waiting(path, now, wall, seen.how)
+            known = self._files[where] = Waiting(where, now, wall, seen.how)
             return known
         if seen.how.complete:
             known.how = seen.how
@@ -101,8 +114,8 @@ class Inbox:
         self._stamp = (now, time.time())
         return self._stamp
 
-    def forget(self, path: Path) -> None:
-        self._files.pop(path, None)
+    def forget(self, path: Path | str) -> None:
+        self._files.pop(os.fspath(path), None)
 
     def due(self) -> list[Waiting]:
         """Files whose back-off has passed, oldest first."""
@@ -126,15 +139,15 @@ class Inbox:
 
 def read(waiting: Waiting, max_bytes: int, settle: float, now: float | None = None) -> bytes:
     """The file's bytes once it is complete; Busy, Gone, Rejected or OSError otherwise."""
-    path = waiting.path
-    if sys.platform == "win32" and path.is_symlink():
+    path = waiting.where
+    if sys.platform == "win32" and os.path.islink(path):
         raise Rejected("symlink", "the file is a symbolic link; links are never followed")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     flags |= getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise Gone(str(path)) from None
+        raise Gone(path) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise Rejected("symlink", "the file is a symbolic link; links are never followed") from None
@@ -192,7 +205,7 @@ def unchanged(waiting: Waiting) -> bool:
     if waiting.identity is None:
         return True
     try:
-        return identity(os.lstat(waiting.path)) == waiting.identity
+        return identity(os.lstat(waiting.where)) == waiting.identity
     except OSError:
         return True  # gone or unreadable: the move itself reports it
 

@@ -138,7 +138,7 @@ class Spool:
         self._inbox_prefix = os.path.join(os.fspath(folders.inbox), "")  # the inbox, with a separator
         self.noreplace = noreplace  # None: check for a free name, then rename
 
-    def relative(self, path: Path) -> str:
+    def relative(self, path: Path | str) -> str:
         """``path`` relative to the inbox, as ``str(PurePath)`` writes it (``books/a.magnet``).
 
         Its sub-folder is kept in sent/ and failed/. A string cut from the path's own: every
@@ -146,9 +146,8 @@ class Spool:
         """
         text = os.fspath(path)
         if text.startswith(self._inbox_prefix):
-            rel = text[len(self._inbox_prefix) :]
-            return path.name if rel == path.name else rel  # at the top: the name's own string
-        return str(path.relative_to(self.folders.inbox))
+            return text[len(self._inbox_prefix) :]
+        return str(Path(text).relative_to(self.folders.inbox))
 
     def _forget_folder(self, directory: Path) -> None:
         self._made.discard(directory)
@@ -180,7 +179,7 @@ class Spool:
         self._dirty.add(os.path.dirname(source))
         self._dirty.add(os.path.dirname(target))
 
-    def sent(self, path: Path, rel: str | None = None) -> str:
+    def sent(self, path: Path | str, rel: str | None = None) -> str:
         """Move a fully sent file to ``sent/``; return where it went.
 
         With ``renameat2`` the free name is found by the rename itself: one
@@ -189,7 +188,7 @@ class Spool:
         """
         rel = rel or self.relative(path)
         if self.noreplace is None:
-            return os.fspath(self._rename_checked(path, rel))
+            return os.fspath(self._rename_checked(Path(path), rel))
         source = os.fspath(path)
         sub, name = os.path.split(rel)  # strings: this runs once per file of a large drop
         dirs = self._sent_dirs.get(sub)
@@ -204,7 +203,7 @@ class Spool:
                 continue
             except OSError as exc:
                 if exc.errno not in _NOREPLACE_UNSUPPORTED:  # e.g. a vanished folder: made again there
-                    return os.fspath(self._rename_checked(path, rel))
+                    return os.fspath(self._rename_checked(Path(path), rel))
                 self.noreplace = None  # a file system without it: check, then rename
                 return self.sent(path, rel)
             self._dirty.add(source_dir)

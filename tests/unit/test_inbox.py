@@ -97,7 +97,7 @@ def test_empty_files_get_a_grace_period(tmp_path: Path) -> None:
 
 
 def _read_waiting(path: Path) -> Waiting:
-    waiting = Waiting(path, 0.0, 0.0, Arrival.MOVED)
+    waiting = Waiting(str(path), 0.0, 0.0, Arrival.MOVED)
     read(waiting, 1 << 20, 0.0)
     return waiting
 
@@ -153,7 +153,7 @@ def test_reading_takes_one_read_at_the_stat_size_and_reads_on_when_it_differs(
         return real_read(fd, min(n, 7))
 
     monkeypatch.setattr(os, "read", short)
-    assert read(Waiting(path, 0.0, 0.0, Arrival.MOVED), 1 << 20, 0.0) == text
+    assert read(Waiting(str(path), 0.0, 0.0, Arrival.MOVED), 1 << 20, 0.0) == text
     assert len(asked) > 2
 
 
@@ -174,3 +174,22 @@ def test_files_noted_within_a_millisecond_share_their_times_and_keep_their_order
     assert first.first_seen is second.first_seen is third.first_seen  # one float for the three
     assert later.first_seen > first.first_seen
     assert [w.path.name for w in inbox.due()] == ["c.magnet", "a.magnet", "b.magnet", "0.magnet"]
+
+
+def test_a_waiting_file_costs_a_few_hundred_bytes(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from tests.fakes import FakeClock
+
+    inbox = Inbox(tmp_path, clock=FakeClock())
+    seen = [Seen(tmp_path / f"drop-{n:06d}.magnet", Arrival.MOVED) for n in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for one in seen:
+            inbox.note(one)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(inbox) == 2000
+    assert grown / 2000 < 350  # its record, its path as text and its slot in the inbox; a Path took ~220 more

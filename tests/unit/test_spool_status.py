@@ -164,9 +164,3 @@ def test_relative_is_what_str_of_relative_to_writes(tmp_path: Path, inbox: str) 
     if inbox != "/":  # everything is below /
         with pytest.raises(ValueError):
             spool.relative(tmp_path / "elsewhere" / "a.magnet")
-
-
-def test_relative_of_a_file_at_the_top_is_its_names_own_string(tmp_path: Path) -> None:
-    spool = Spool(Folders(tmp_path / "in", tmp_path / "sent", tmp_path / "failed", tmp_path / "state"))
-    path = tmp_path / "in" / "a.magnet"
-    assert spool.relative(path) is path.name  # no second copy per waiting file
