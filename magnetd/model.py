@@ -224,7 +224,8 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """A path the watcher noticed, and how."""
+    """A path the watcher noticed, and how (a file's path from the inotify reader is text: no
+    ``Path`` is made for each of a large drop's events)."""
 
-    path: Path
+    path: Path | str
     how: Arrival

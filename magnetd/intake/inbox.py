@@ -85,16 +85,15 @@ class Inbox:
 
     def note(self, seen: Seen) -> Waiting | None:
         """Record a path the watcher or a scan reported; its record if that made it due now."""
-        path = seen.path
-        if not is_candidate(path.name) or in_hidden_dir(path, self.root):
+        where = os.fspath(seen.path)
+        if not is_candidate(os.path.basename(where)) or in_hidden_dir(where, self.root):
             return None
-        where = os.fspath(path)
         known = self._files.get(where)
         if known is None:
             now, wall = self._times()
             if seen.how == Arrival.SCAN:  # found by a scan: its age counts from when it was written
                 with contextlib.suppress(OSError):
-                    age = max(0.0, wall - path.lstat().st_mtime)
+                    age = max(0.0, wall - os.lstat(where).st_mtime)
                     now, wall = now - age, wall - age
             known = self._files[where] = Waiting(where, now, wall, seen.how)
             return known

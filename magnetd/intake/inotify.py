@@ -58,7 +58,6 @@ class InotifyReader:
         self._inotify: INotify | None = None
         self._wake_r, self._wake_w = -1, -1
         self._dirs: dict[int, str] = {}  # wd -> folder path
-        self._folders: dict[str, Path] = {}  # folder path -> its Path, for the files seen in it
         self._inodes: dict[int, tuple[int, int]] = {}  # wd -> (st_dev, st_ino) when watched
         self._root_wd = -1
         self._thread: threading.Thread | None = None
@@ -137,20 +136,12 @@ class InotifyReader:
                     self._watch_tree(path, strict=False)
                     put(Seen(Path(path), Arrival.DIR))  # files already inside have no events
             elif mask & _MOVED_TO:
-                put(Seen(self._folder(folder) / name, Arrival.MOVED))
+                put(Seen(os.path.join(folder, name), Arrival.MOVED))
             elif mask & _CLOSE_WRITE:
-                put(Seen(self._folder(folder) / name, Arrival.CLOSED))
+                put(Seen(os.path.join(folder, name), Arrival.CLOSED))
             elif mask & _CREATE:
-                put(Seen(self._folder(folder) / name, Arrival.CREATED))
+                put(Seen(os.path.join(folder, name), Arrival.CREATED))
         return True
-
-    def _folder(self, folder: str) -> Path:
-        """The folder as a Path, made once: a file's Path made from it shares its parts (less memory
-        for thousands of waiting files, and less parsing)."""
-        made = self._folders.get(folder)
-        if made is None:
-            made = self._folders[folder] = Path(folder)
-        return made
 
     # -- watches ---------------------------------------------------------------------------
 

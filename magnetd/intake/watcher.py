@@ -41,7 +41,7 @@ def is_candidate(name: str) -> bool:
     return lower.endswith(KINDS)
 
 
-def in_hidden_dir(path: Path, root: Path) -> bool:
+def in_hidden_dir(path: Path | str, root: Path) -> bool:
     """True for paths under a hidden sub-folder of ``root`` (e.g. ``.staging/``), or not under it.
 
     Runs for every event, so it works on the strings (no ``relative_to``).

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magnetd import logs
@@ -181,7 +182,7 @@ class Supervisor:
         if not isinstance(event, Seen):
             return []
         if event.how == Arrival.DIR:  # a folder moved in brings files without events
-            noted = [self.inbox.note(Seen(path, Arrival.MOVED)) for path in scan(event.path)]
+            noted = [self.inbox.note(Seen(path, Arrival.MOVED)) for path in scan(Path(event.path))]
             return [w for w in noted if w is not None]
         if event.how == Arrival.ERROR:
             self._next_rescan = 0.0

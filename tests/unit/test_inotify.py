@@ -27,8 +27,10 @@ Watched = tuple[Path, "queue.SimpleQueue[Any]", "InotifyReader"]
 
 
 def take(out: queue.SimpleQueue[Any], count: int, timeout: float = 5.0) -> list[Seen]:
-    """The next ``count`` records (fails if they do not come)."""
-    return [out.get(timeout=timeout) for _ in range(count)]
+    """The next ``count`` records (fails if they do not come), their paths as Paths (a file's
+    comes as text)."""
+    taken = [out.get(timeout=timeout) for _ in range(count)]
+    return [Seen(Path(seen.path), seen.how) for seen in taken]
 
 
 @pytest.fixture
