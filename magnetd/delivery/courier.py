@@ -117,7 +117,7 @@ class Exchange:
         verdict, client = self.verdict, self.client
         if self.checked is None:
             self._check_with(queued)
-        verdict.already = self.checked if self.checked is not None else set()
+        verdict.already = self.checked or set()
         groups: dict[AddOptions, list[Entry]] = defaultdict(list)
         torrents: list[tuple[Entry, AddOptions]] = []
         for entry, options in self.pairs:
@@ -300,7 +300,7 @@ class Courier:
             while True:
                 if self._sends:
                     exchange = self._sends.popleft()
-                    return exchange, partial(exchange.send, list(self._sends)[:CHECK_ALONG])
+                    return exchange, partial(exchange.send, list(self._sends))
                 if self._looks:
                     soonest = min(self._looks, key=lambda e: e.due)
                     wait = soonest.due - soonest.clock()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import http.client
-import ipaddress
 import socket
 import ssl
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from magnetd.model import InstanceStatus
+from magnetd.telemetry.address import is_loopback
 
 E = TypeVar("E", bound=BaseException)
 
@@ -68,13 +68,7 @@ class Endpoint:
     @property
     def loopback(self) -> bool:
         """Whether the host is this machine: ``localhost`` or a loopback address."""
-        host = self.host.lower()
-        if host == "localhost" or host.endswith(".localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

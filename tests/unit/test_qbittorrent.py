@@ -584,6 +584,7 @@ def test_calls_are_serialized(rsps: responses.RequestsMock, client: Client) -> N
         ("http://[::1]:8080/", "identity"),
         ("http://localhost:8080/", "identity"),
         ("http://LocalHost:8080/qbt/", "identity"),
+        ("http://[::ffff:127.0.0.1]:8080/", "identity"),
         ("http://192.168.1.20:8080/", "gzip"),
         ("https://seedbox.example.net/", "gzip"),
     ],
