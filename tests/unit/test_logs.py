@@ -6,14 +6,17 @@ tracebacks of unexpected errors, the logger's name.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import json
+import math
 import os
 import re
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -298,13 +301,61 @@ class Opaque:
         return "<Opaque ünïcode>"
 
 
+def _strict(text: str) -> Any:
+    """``text`` read as strict JSON: NaN and infinities are refused."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _as_json_reads_it(value: Any) -> Any:
+    """What ``json.loads(json.dumps(value))`` gives, with NaN and infinities as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _as_json_reads_it(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json_reads_it(v) for v in value]
+    return value
+
+
 @given(st.dictionaries(st.text(), JSON_VALUE | st.builds(Opaque), max_size=8))
-def test_json_serializer_writes_what_json_dumps_writes(event: dict[str, Any]) -> None:
+def test_json_serializer_writes_the_same_data_as_json_dumps_in_strict_json(event: dict[str, Any]) -> None:
     default = structlog.processors.JSONRenderer()._dumps_kw["default"]
-    serializer = logs.JSONSerializer()
-    expected = json.dumps(event, default=default)
-    assert serializer(event, default=default) == expected
-    assert serializer(event, default=default) == expected  # the reused encoder, again
+    line = logs.JSONSerializer()(event, default=default)  # integers past 64 bits go to json
+    assert "\n" not in line
+    assert _strict(line) == _as_json_reads_it(json.loads(json.dumps(event, default=default)))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"file": "not-utf8-\udcff.magnet"},  # os.fsdecode of a name that is not UTF-8
+        {"big": 2**70},
+        {1: "a key that is not text"},
+        {"big": 2**70, "nan": [float("nan")], "inf": {"x": float("-inf")}},
+    ],
+)
+def test_json_serializer_hands_what_orjson_refuses_to_json_and_stays_strict(event: dict[Any, Any]) -> None:
+    default = structlog.processors.JSONRenderer()._dumps_kw["default"]
+    line = logs.JSONSerializer()(event, default=default)
+    assert line == json.dumps(_as_json_reads_it(event), default=default)  # json's escapes
+    _strict(line)
+
+
+def test_json_serializer_hands_dataclasses_and_datetimes_to_default_like_json() -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    default = structlog.processors.JSONRenderer()._dumps_kw["default"]
+    when = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
+    event = {"point": Point(1), "when": when}
+    assert _strict(logs.JSONSerializer()(event, default=default)) == json.loads(
+        json.dumps(event, default=default)
+    )
 
 
 EVENT_KEYS = st.sampled_from(["file", "Password", "sid", "detail", "count", "exception", "none"]) | st.text()
@@ -346,7 +397,8 @@ def test_a_json_line_has_the_fields_in_structlogs_order_and_an_iso_timestamp() -
     text = stream.getvalue()
     line = json.loads(text)
     assert list(line) == ["file", "outcome", "infohash", "event", "level", "logger", "timestamp"]
-    assert '"file": "\\u00e4.magnet", "outcome": "sent"' in text  # json.dumps' separators and escapes
+    assert text.startswith('{"file":"ä.magnet","outcome":"sent",') and text.endswith("}\n")  # compact UTF-8
+    assert text.count("\n") == 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
 
 
@@ -390,3 +442,39 @@ def test_each_event_is_one_write_of_the_whole_line_then_a_flush() -> None:
     assert [json.loads(line)["event"] for line in lines] == ["file_sent", "file_failed"]
     assert all(line.endswith("}\n") and line.count("\n") == 1 for line in lines)
     assert flushes == ["<flush>", "<flush>"]
+
+
+class Named:
+    name = "magnetd.test.named"
+
+
+@pytest.mark.parametrize("method", ["debug", "info", "warning", "warn", "error", "critical", "exception"])
+@pytest.mark.parametrize("exc_info", [None, True, False])
+@pytest.mark.parametrize("stamped", [True, False])
+def test_the_one_processor_writes_what_structlogs_chain_writes(
+    method: str, exc_info: bool | None, stamped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now_ns = 1_795_956_312_123_456_789
+    monkeypatch.setattr(time, "time_ns", lambda: now_ns)
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    chain: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        # TimeStamper puts the field in its place; its value (the clock now) is test_iso_utc_*'s
+        *([lambda lg, m, e: {**stamper(lg, m, e), "timestamp": logs.iso_utc(now_ns)}] if stamped else []),
+        structlog.dev.set_exc_info,
+        logs.dict_tracebacks,
+        logs.scrub,
+    ]
+    event: dict[str, Any] = {"file": "a.magnet", "password": "pw", "skipped": None, "event": "e"}
+    if exc_info is not None:
+        event["exc_info"] = exc_info
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        expected: Any = dict(event)
+        for processor in chain:
+            expected = processor(Named(), method, expected)
+        got = logs.preparer(logs.dict_tracebacks, stamped)(Named(), method, dict(event))
+    assert list(got.items()) == list(expected.items())
+    assert ("exception" in got) == (exc_info is True or (method == "exception" and exc_info is None))
