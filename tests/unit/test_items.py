@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from magnetd.intake import items
 from magnetd.intake.items import MAX_ENTRIES, parse_item, render
+from magnetd.intake.magnet import MAX_LINE_CHARS
 from magnetd.model import NO_OPTIONS, AddOptions, Entry, Item, LineError, Rejected
 
 H1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
@@ -445,3 +446,77 @@ def test_files_without_options_of_their_own_share_one_options_record() -> None:
     first = items.parse_item("a.magnet", b"magnet:?xt=urn:btih:" + b"a" * 40)
     second = items.parse_item("b.json", b'["' + b"b" * 40 + b'"]')
     assert first.options is second.options is NO_OPTIONS
+
+
+# -- the usual .magnet file's fast path makes what the general parser makes ------------------
+
+PRINTABLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+VALUE = st.text(alphabet=PRINTABLE | st.sampled_from("%+&= \t#\u00e9"), max_size=30)
+PLAIN_PIECE = PRINTABLE.filter(lambda c: c != "&") | st.sampled_from(["%20", "%C3%A9", "%ff", "%", "+"])
+PLAIN_VALUE = st.lists(PLAIN_PIECE, max_size=30).map("".join)
+HEX_ID = st.text(alphabet="0123456789abcdefABCDEF", min_size=40, max_size=40)
+ENDS = st.sampled_from(["", "\n", "\r\n", "\r", "\n\n", " \n", "\n#c\n", "\t"])
+
+
+@st.composite
+def plain_magnet_files(draw: st.DrawFn) -> bytes:
+    """The usual shape: xt, maybe dn, any trackers, one line."""
+    text = "magnet:?xt=urn:btih:" + draw(HEX_ID)
+    if draw(st.booleans()):
+        text += "&dn=" + draw(PLAIN_VALUE)
+    for tracker in draw(st.lists(PLAIN_VALUE, max_size=3)):
+        text += "&tr=" + tracker
+    return (text + draw(st.sampled_from(["", "\n", "\r\n", "\r"]))).encode()
+
+
+@st.composite
+def near_plain_magnet_files(draw: st.DrawFn) -> bytes:
+    """The usual shape with one thing changed: another key, case, xt form, character or line."""
+    head, xt, hex_id, end = "magnet:?", "urn:btih:", draw(HEX_ID), draw(st.sampled_from(["", "\n"]))
+    params = [("dn", draw(PLAIN_VALUE))] if draw(st.booleans()) else []
+    params += [("tr", v) for v in draw(st.lists(PLAIN_VALUE, max_size=2))]
+    change = draw(st.integers(0, 4))
+    if change == 0:  # one more parameter, anywhere
+        key = draw(st.sampled_from(["dn", "tr", "xt", "xt.1", "XT", "Dn", "%64n", "x.pe", "", "dn "]))
+        params.insert(draw(st.integers(0, len(params))), (key, draw(PLAIN_VALUE | VALUE)))
+    elif change == 1:
+        head = draw(st.sampled_from(["MAGNET:?", " magnet:?", "\ufeffmagnet:?", "magnet:", "magnet:?&"]))
+    elif change == 2:
+        xt = draw(st.sampled_from(["urn:BTIH:", "urn:btmh:1220", "urn:btih:x", "urn:sha1:"]))
+        hex_id = draw(HEX_ID | st.text(alphabet="0123456789abcdefABCDEF", max_size=66))
+    elif change == 3:
+        end = draw(ENDS | st.just("\nmagnet:?xt=urn:btih:" + "a" * 40))
+    else:  # a character a plain value never has
+        params.append(("tr", draw(PLAIN_VALUE) + draw(st.sampled_from(" \t\x00\x7f\u00e9#\u2028"))))
+    text = head + "xt=" + xt + hex_id + "".join(f"&{key}={value}" for key, value in params)
+    return (text + end).encode()
+
+
+def _general(data: bytes) -> Item | Rejected:
+    try:
+        return items._parse_magnet_lines(data)
+    except Rejected as exc:
+        return exc
+
+
+@given(plain_magnet_files())
+def test_the_usual_magnet_file_takes_the_fast_path_and_gets_the_general_parsers_item(data: bytes) -> None:
+    fast = items._plain_magnet_file(data)
+    assert fast is not None
+    assert fast == _general(data)
+    assert parse_item("x.magnet", data) == fast
+
+
+@given(near_plain_magnet_files() | st.binary(max_size=200) | plain_magnet_files().map(lambda d: d[:-3]))
+def test_the_fast_path_takes_a_file_only_when_it_makes_the_general_parsers_item(data: bytes) -> None:
+    fast = items._plain_magnet_file(data)
+    if fast is not None:
+        assert fast == _general(data)
+
+
+def test_the_fast_path_leaves_an_over_long_magnet_to_the_general_parser() -> None:
+    data = b"magnet:?xt=urn:btih:" + b"a" * 40 + b"&tr=" + b"x" * MAX_LINE_CHARS
+    assert items._plain_magnet_file(data) is None
+    with pytest.raises(Rejected) as caught:
+        parse_item("x.magnet", data)
+    assert caught.value.reason == "line_too_long"
