@@ -79,10 +79,10 @@ class FileKind(StrEnum):
     def of(cls, name: str) -> FileKind | None:
         """The kind of file ``name`` is by its extension (any case), or None if unsupported."""
         _, dot, ext = name.rpartition(".")
-        try:
-            return cls(ext.lower()) if dot else None
-        except ValueError:
-            return None
+        return _FILE_KINDS.get(ext.lower()) if dot else None  # a dict: FileKind(ext) costs ~1 us
+
+
+_FILE_KINDS = {kind.value: kind for kind in FileKind}
 
 
 class FileOutcome(StrEnum):

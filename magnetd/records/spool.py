@@ -94,8 +94,16 @@ def _renameat2() -> Rename | None:
         return None  # glibc before 2.28, or another libc without it
     function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
+
     def rename_noreplace(source: str, target: str) -> None:
-        if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE):
+        if function(
+            _AT_FDCWD,
+            source.encode(encoding, errors),
+            _AT_FDCWD,
+            target.encode(encoding, errors),
+            _RENAME_NOREPLACE,
+        ):
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), source, None, target)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from magnetd.intake import items
 from magnetd.intake.items import MAX_ENTRIES, parse_item, render
 from magnetd.intake.magnet import MAX_LINE_CHARS
-from magnetd.model import NO_OPTIONS, AddOptions, Entry, Item, LineError, Rejected
+from magnetd.model import NO_OPTIONS, AddOptions, Entry, FileKind, Item, LineError, Rejected
 
 H1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
 H2 = "dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"
@@ -520,3 +520,21 @@ def test_the_fast_path_leaves_an_over_long_magnet_to_the_general_parser() -> Non
     with pytest.raises(Rejected) as caught:
         parse_item("x.magnet", data)
     assert caught.value.reason == "line_too_long"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("a.magnet", FileKind.MAGNET),
+        ("A.MAGNET", FileKind.MAGNET),
+        ("x.y.Url", FileKind.URL),
+        ("queue.json", FileKind.JSON),
+        (".torrent", FileKind.TORRENT),
+        ("magnet", None),
+        ("a.txt", None),
+        ("a.magnet.part", None),
+        ("a.", None),
+    ],
+)
+def test_a_files_kind_is_its_extension_in_any_case(name: str, kind: FileKind | None) -> None:
+    assert FileKind.of(name) is kind

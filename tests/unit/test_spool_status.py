@@ -59,6 +59,9 @@ def test_renameat2_is_found_on_linux_and_refuses_to_replace(tmp_path: Path) -> N
     with pytest.raises(FileExistsError):
         spool_module.rename_noreplace(str(tmp_path / "a"), str(tmp_path / "b"))
     assert (tmp_path / "b").read_text() == "b"
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"not-utf8-\xff.magnet"))  # a lone surrogate
+    spool_module.rename_noreplace(str(tmp_path / "a"), odd)
+    assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"b", b"not-utf8-\xff.magnet"]
 
 
 def test_failed_writes_the_record_first_and_partial_leaves_the_inbox_file(tmp_path: Path) -> None:
