@@ -18,6 +18,10 @@ RATE_WINDOW = 60.0
 """Seconds: ``max_adds_per_minute`` counts the adds of this sliding window."""
 FREE_SPACE_EVERY = 60.0
 """Seconds between reads of the free space: ``sync/maindata`` costs seconds on a big instance."""
+ADDS_MERGED_WITHIN = 0.1
+"""Seconds: adds noted this close to the last are kept as one entry of the rate window, at the
+later time (so they leave the window no sooner: the rate limit never lets more through). A
+drop of 30,000 files keeps a few entries a second, not one per file."""
 UNKNOWN_RETRY = 2.0
 """Seconds before the free space is read again after qBittorrent answered -1 (not measured yet:
 4.5.2 answers -1 until its own disk check has run), doubling up to FREE_SPACE_EVERY."""
@@ -66,13 +70,21 @@ def count_active(torrents: Iterable[Mapping[str, Any]]) -> int:
     return len(seen)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     """One instance's load at one moment, as the strategy reads it."""
 
     active: int = 0  # the last probe's count plus magnetd's adds since
     free: int | None = None  # bytes; None (or -1 from qBittorrent) when unknown
     recent: int = 0  # magnetd's adds in the last RATE_WINDOW seconds
+
+
+@dataclass(slots=True)
+class _Adds:
+    """Magnets noted for adding, the last of them at ``when`` (clock time)."""
+
+    when: float
+    count: int
 
 
 @dataclass
@@ -82,7 +94,8 @@ class _Record:
     free: int | None = None
     free_read: float | None = None  # clock time of the last free-space read
     free_unknown: int = 0  # -1 answers in a row
-    adds: deque[tuple[float, int]] | None = None  # (clock time, magnets) in the rate window
+    adds: deque[_Adds] | None = None  # the rate window's adds, oldest first
+    recent: int = 0  # the magnets in ``adds``: kept, not summed per question (asked per file)
 
 
 class Loads:
@@ -101,7 +114,7 @@ class Loads:
         with self._lock:
             record = self._records[name]
             record.active = count
-            record.added = sum(n for when, n in record.adds or () if when >= counted_at)
+            record.added = sum(a.count for a in record.adds or () if a.when >= counted_at)
 
     def set_free(self, name: str, free: int) -> None:
         with self._lock:
@@ -124,16 +137,23 @@ class Loads:
         with self._lock:
             record = self._records[name]
             record.added += count
-            assert record.adds is not None
-            record.adds.append((self._clock(), count))
+            record.recent += count
+            adds = record.adds
+            assert adds is not None
+            now = self._clock()
+            if adds and now - adds[-1].when < ADDS_MERGED_WITHIN:
+                adds[-1].when = now
+                adds[-1].count += count
+            else:
+                adds.append(_Adds(now, count))
 
     def facts(self, name: str) -> Facts:
+        """The instance's load now; asked for every candidate of every file, so O(1) but for expiry."""
         with self._lock:
             record = self._records[name]
             adds = record.adds
             assert adds is not None
             now = self._clock()
-            while adds and now - adds[0][0] >= RATE_WINDOW:
-                adds.popleft()
-            recent = sum(n for _, n in adds)
-            return Facts(active=(record.active or 0) + record.added, free=record.free, recent=recent)
+            while adds and now - adds[0].when >= RATE_WINDOW:
+                record.recent -= adds.popleft().count
+            return Facts(active=(record.active or 0) + record.added, free=record.free, recent=record.recent)

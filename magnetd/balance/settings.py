@@ -6,6 +6,7 @@ suffix); this module turns the accepted values into frozen settings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ class Limits:
     max_active: int | None = None
     min_free_space: int | None = None  # bytes
     max_adds_per_minute: int | None = None
+
+    @functools.cached_property
+    def counted(self) -> bool:
+        """Whether any limit counts something (downloads, space, adds): else the load is never read."""
+        return any(v is not None for v in (self.max_active, self.min_free_space, self.max_adds_per_minute))
 
     def accepts(self, category: str | None) -> bool:
         """Whether an item of ``category`` may go here: any without a list; with one, only those listed."""

@@ -71,6 +71,7 @@ class Chooser:
     def __init__(self, strategy: Strategy, order: Sequence[str]) -> None:
         self.strategy = strategy
         self.order = list(order)  # every configured instance's name, in config order
+        self._position = {name: index for index, name in enumerate(self.order)}
         self._last: str | None = None  # the instance round-robin chose last
 
     def choose(
@@ -80,7 +81,8 @@ class Chooser:
         eligible = [
             inst
             for inst in candidates
-            if inst.limits.accepts(category) and limit_status(inst.limits, facts(inst.name), n) is None
+            if inst.limits.accepts(category)
+            and (not inst.limits.counted or limit_status(inst.limits, facts(inst.name), n) is None)
         ]
         if not eligible:
             return None
@@ -97,12 +99,11 @@ class Chooser:
 
     def _next(self, eligible: Sequence[InstT]) -> InstT:
         """The first eligible instance after the last one chosen, in config order, wrapping."""
-        order = self.order
-        if self._last not in order:
+        position, last = self._position, self._last
+        if last not in position:
             return eligible[0]
-        start = order.index(self._last)
-        rank = {name: (i - start - 1) % len(order) for i, name in enumerate(order)}
-        return min(eligible, key=lambda inst: rank[inst.name])
+        after, size = position[last] + 1, len(position)
+        return min(eligible, key=lambda inst: (position[inst.name] - after) % size)
 
 
 def _free(facts: Facts) -> int:

@@ -108,6 +108,47 @@ def test_rate_window_slides() -> None:
     assert loads.facts("a").recent == 0
 
 
+def test_adds_close_together_leave_the_window_with_the_last_of_them() -> None:
+    clock = [0.0]
+    loads = Loads(["a"], clock=lambda: clock[0])
+    for step in range(5):  # 0.00 .. 0.08 s: one entry, at 0.08
+        clock[0] = step * 0.02
+        loads.note_adds("a", 1)
+    clock[0] = 0.5
+    loads.note_adds("a", 10)  # a new entry
+    clock[0] = 60.05
+    assert loads.facts("a").recent == 15  # the first five were kept until 60.08: never let out early
+    clock[0] = 60.08
+    assert loads.facts("a").recent == 10
+    clock[0] = 60.5
+    assert loads.facts("a").recent == 0
+    loads.note_adds("a", 3)
+    assert loads.facts("a").recent == 3
+
+
+def test_a_count_of_active_downloads_keeps_the_adds_noted_after_it() -> None:
+    clock = [0.0]
+    loads = Loads(["a"], clock=lambda: clock[0])
+    loads.note_adds("a", 4)
+    clock[0] = 1.0
+    loads.note_adds("a", 2)
+    loads.set_active("a", 7, counted_at=0.5)  # counted the 4, not the 2
+    assert loads.facts("a").active == 9
+    clock[0] = 2.0
+    loads.set_active("a", 20, counted_at=2.0)
+    assert loads.facts("a").active == 20
+
+
+def test_choosing_for_a_large_drop_does_not_rescan_what_was_added() -> None:
+    """Each choice asks every candidate's facts: a sum over the window made a drop quadratic."""
+    instances = [inst("a", max_adds_per_minute=10**9), inst("b"), inst("c")]
+    balance = Balance(config(instances, Strategy.ROUND_ROBIN))
+    for _ in range(30_000):
+        balance.choose(instances, None, 1)
+    assert sum(len(r.adds or ()) for r in balance.loads._records.values()) <= 3  # one merged entry each
+    assert balance.loads.facts("a").recent == 10_000
+
+
 class LoadClient:
     """A client that reports a load: the prober's real path, with no qBittorrent."""
 
@@ -162,3 +203,28 @@ def test_the_prober_reads_load_only_where_needed_and_free_space_once_a_minute() 
     view = {v.name: v.status for v in health.views()}
     assert view == {"a": InstanceStatus.BUSY, "b": InstanceStatus.OK}
     assert [i.name for i in health.usable()] == ["a", "b"]  # probed OK: the limit is per file
+
+
+@pytest.mark.parametrize(
+    ("limits", "counted"),
+    [
+        ({}, False),
+        ({"categories": frozenset({"tv"})}, False),
+        ({"max_active": 5}, True),
+        ({"min_free_space": 0}, True),
+        ({"max_adds_per_minute": 60}, True),
+    ],
+)
+def test_the_load_is_read_only_for_an_instance_with_a_counted_limit(
+    limits: dict[str, Any], counted: bool
+) -> None:
+    asked: list[str] = []
+
+    def facts(name: str) -> Facts:
+        asked.append(name)
+        return Facts()
+
+    a = Instance("a", "http://a:8080/", "admin", Secret("pw"), limits=Limits(**limits))
+    assert Chooser(Strategy.ROUND_ROBIN, ["a"]).choose([a], "tv", 1, facts) is a
+    assert a.limits.counted is counted
+    assert asked == (["a"] if counted else [])
