@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
+from magnetd.address import is_loopback
 from magnetd.model import InstanceStatus
-from magnetd.telemetry.address import is_loopback
 
 E = TypeVar("E", bound=BaseException)
 

@@ -1,7 +1,7 @@
 """What to do about an instance magnetd cannot log in to: the words of its status detail.
 
 After a refused login magnetd waits before it sends the password again (see
-``delivery/qbittorrent.py``), so the detail says which password source was
+``delivery/connection.py``), so the detail says which password source was
 used (never the password), when the next attempt is, and how to make it now.
 """
 

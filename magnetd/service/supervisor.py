@@ -21,13 +21,14 @@ from magnetd.config import Config, ConfigError, load
 from magnetd.delivery.dispatch import Counters
 from magnetd.intake.inbox import Inbox, Waiting
 from magnetd.intake.watcher import Watcher, scan
-from magnetd.model import Arrival, MagnetOutcome, Seen
+from magnetd.model import Arrival, Seen
 from magnetd.records import status
 from magnetd.records.spool import count_files, ensure_folders, prune
 from magnetd.service.filewatch import ConfigWatch
 from magnetd.service.hold import Hold
 from magnetd.service.parts import Parts
 from magnetd.service.pipeline import Pipeline
+from magnetd.service.report import snapshot, status_line
 from magnetd.service.systemd import Notifier
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Supervisor:
         self._next_snapshot = 0.0
         self._snapshot_generation = -1
         self._next_prune = 0.0
-        self._started_at = now_iso()
+        self.started_at = now_iso()  # for the status snapshot
         self.hold = Hold(self.inbox, self.counters, self.notices.announcer)
 
     def _parts(self, config: Config) -> Parts:
@@ -127,7 +128,7 @@ class Supervisor:
         self.parts.prober.round()
         self.parts.prober.start()
         self._rescan()
-        self.latest = self.snapshot().to_dict()  # for the endpoint until the first tick writes one
+        self.latest = snapshot(self).to_dict()  # for the endpoint until the first tick writes one
         if self.portal is not None:
             self.portal.start()
         log.info(
@@ -139,7 +140,7 @@ class Supervisor:
             pid=os.getpid(),
             instances=[i.name for i in cfg.instances],
         )
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(status_line(self))
 
     def _start_watcher(self) -> None:
         try:
@@ -304,37 +305,12 @@ class Supervisor:
 
     # -- status, reload, shutdown ------------------------------------------------------------
 
-    def _status_line(self) -> str:
-        waiting = len(self.inbox)
-        held = " (held)" if self.hold.active else ""
-        return f"{waiting} waiting{held} · {self.parts.health.summary()}"
-
-    def snapshot(self) -> status.Snapshot:
-        oldest = self.inbox.oldest()
-        health = self.parts.health
-        return status.Snapshot(
-            pid=os.getpid(),
-            started_at=self._started_at,
-            probe_interval=self.config.probe_interval,
-            vpn=health.vpn_view(),
-            gates=health.gate_views(),
-            instances=health.views(),
-            inbox=len(self.inbox),
-            held=len(self.inbox) if self.hold.active else 0,
-            oldest_waiting=self.parts.spool.relative(oldest.path) if oldest else None,
-            oldest_waiting_age=round(time.time() - oldest.first_seen_wall, 1) if oldest else None,
-            oldest_waiting_error=oldest.last_error if oldest else None,
-            sent=self.counters.sent,
-            failed=self.counters.failed,
-            already_present=self.counters.magnets[MagnetOutcome.ALREADY_PRESENT],
-        )
-
     def _snapshot(self) -> None:
         self._snapshot_generation = self.parts.health.generation  # a status change writes a new one at once
-        snap = self.snapshot()
+        snap = snapshot(self)
         self.latest = snap.to_dict()
         self._write(snap)
-        self.notifier.status(self._status_line())
+        self.notifier.status(status_line(self))
         self._next_snapshot = time.monotonic() + min(self.config.probe_interval, IDLE_TICK)
 
     def _do_reload(self, trigger: str = "signal", changed: Sequence[str] = ()) -> None:
@@ -354,7 +330,7 @@ class Supervisor:
                 action="keeping the running config",
                 **why,
             )
-            self.notifier.ready(self._status_line())
+            self.notifier.ready(status_line(self))
             return
         self._watch.read(config)
         for warning in config.warnings:
@@ -376,7 +352,7 @@ class Supervisor:
         self.parts.prober.round()
         self.parts.prober.start()
         log.info("config_reloaded", config=str(config.path), **why)
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(status_line(self))
 
     def _reconfigure_portal(self, config: Config) -> None:
         if self.portal is not None and config.http is not None:
@@ -402,7 +378,7 @@ class Supervisor:
         )
 
     def _snapshot_final(self) -> None:
-        snap = self.snapshot()
+        snap = snapshot(self)
         snap.pid = 0  # nobody runs any more: `magnetd status` says so at once
         self._write(snap)
 

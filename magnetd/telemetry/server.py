@@ -21,7 +21,7 @@ from waitress import wasyncore
 from waitress.server import TcpWSGIServer, create_server
 
 from magnetd import logs
-from magnetd.telemetry.address import parse_listen
+from magnetd.address import parse_listen
 from magnetd.telemetry.bodies import MAX_BODY
 
 log = logs.get("magnetd.telemetry.server")

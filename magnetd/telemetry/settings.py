@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from magnetd.address import is_loopback, parse_listen
 from magnetd.passwords import TOKEN_SOURCES, SecretError, read_file, read_secret, resolve
-from magnetd.telemetry.address import is_loopback, parse_listen
 from magnetd.telemetry.events import EventName
 from magnetd.telemetry.targets import TargetSpec, apprise_problem
 

@@ -29,9 +29,9 @@ from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from magnetd import logs
+from magnetd.address import is_loopback, parse_listen
 from magnetd.clock import now_iso
 from magnetd.model import FileKind
-from magnetd.telemetry.address import is_loopback, parse_listen
 from magnetd.telemetry.bodies import MAX_BODY, BadBody, check_add, retry_names
 from magnetd.telemetry.metrics import Metrics
 from magnetd.telemetry.server import WebServer

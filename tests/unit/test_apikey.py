@@ -10,7 +10,8 @@ import responses
 import yaml
 
 from magnetd import config
-from magnetd.delivery.qbittorrent import KEY_BACKOFF_FIRST, Client, InstanceError
+from magnetd.delivery.connection import KEY_BACKOFF_FIRST
+from magnetd.delivery.qbittorrent import Client, InstanceError
 from magnetd.records import status
 from tests.fakes import FakeClock
 

@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from magnetd.clock import parse_iso
 from magnetd.config import Instance, Secret, Vpn
-from magnetd.delivery.qbittorrent import BACKOFF_FIRST, InstanceError
+from magnetd.delivery.connection import BACKOFF_FIRST
+from magnetd.delivery.qbittorrent import InstanceError
 from magnetd.health.advice import duration
 from magnetd.health.gate import VpnGate
 from magnetd.health.gates import Gates, PingCheck

@@ -15,16 +15,8 @@ import requests
 import responses
 from responses import matchers
 
-from magnetd.delivery.qbittorrent import (
-    BACKOFF_FIRST,
-    BACKOFF_MAX,
-    AddAnswer,
-    Client,
-    InstanceError,
-    ItemRejected,
-    api_base,
-    upload_name,
-)
+from magnetd.delivery.connection import BACKOFF_FIRST, BACKOFF_MAX, api_base
+from magnetd.delivery.qbittorrent import AddAnswer, Client, InstanceError, ItemRejected, upload_name
 from magnetd.model import AddOptions
 from tests.fakes import FakeClock
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from magnetd import logs
+from magnetd.address import is_loopback, parse_listen
 from magnetd.model import FileKind
-from magnetd.telemetry.address import is_loopback, parse_listen
 from magnetd.telemetry.bodies import MAX_BODY
 from magnetd.telemetry.metrics import Metrics
 from magnetd.telemetry.server import WebServer

@@ -1,6 +1,7 @@
-"""The status endpoint's ``http.listen`` address: parsed, and whether only this machine can reach it.
+"""Addresses: the status endpoint's ``http.listen`` parsed, and whether a host is only this machine.
 
-Pure, and free of the server's imports, so that check-config can use it.
+Pure, and free of the server's imports, so that check-config can use it; the
+transport asks it whether a qBittorrent instance is on this machine.
 """
 
 from __future__ import annotations
