@@ -141,7 +141,9 @@ def test_a_hung_receiver_delays_neither_post_nor_other_targets(make: Make, resul
         started = time.monotonic()
         for n in range(20):
             postman.post(event(n=n))
-        assert time.monotonic() - started < 0.05, "post() returns at once"
+        # A post() that waited for the hung receiver would take its hold (20 s); a loaded
+        # machine may take a while for 20 queue puts, never that long.
+        assert time.monotonic() - started < 5.0, "post() never waits for a delivery"
         slow.wait_for(1)
         delivered = results.wait_for(20, timeout=3)
         assert {(t, r.outcome) for t, _, r in delivered} == {("fast", Outcome.DELIVERED)}
