@@ -58,6 +58,7 @@ class InotifyReader:
         self._inotify: INotify | None = None
         self._wake_r, self._wake_w = -1, -1
         self._dirs: dict[int, str] = {}  # wd -> folder path
+        self._prefixes: dict[int, str] = {}  # wd -> folder path ending in os.sep: one concatenation per event
         self._inodes: dict[int, tuple[int, int]] = {}  # wd -> (st_dev, st_ino) when watched
         self._root_wd = -1
         self._thread: threading.Thread | None = None
@@ -127,20 +128,20 @@ class InotifyReader:
                     return False
                 self._forget_if_moved(wd, mask)
                 continue
-            folder = self._dirs.get(wd)
-            if folder is None or not name:
+            prefix = self._prefixes.get(wd)
+            if prefix is None or not name:
                 continue
             if mask & _ISDIR:
                 if mask & _NEW_DIR and not name.startswith("."):
-                    path = os.path.join(folder, name)
+                    path = prefix + name
                     self._watch_tree(path, strict=False)
                     put(Seen(Path(path), Arrival.DIR))  # files already inside have no events
             elif mask & _MOVED_TO:
-                put(Seen(os.path.join(folder, name), Arrival.MOVED))
+                put(Seen(prefix + name, Arrival.MOVED))
             elif mask & _CLOSE_WRITE:
-                put(Seen(os.path.join(folder, name), Arrival.CLOSED))
+                put(Seen(prefix + name, Arrival.CLOSED))
             elif mask & _CREATE:
-                put(Seen(os.path.join(folder, name), Arrival.CREATED))
+                put(Seen(prefix + name, Arrival.CREATED))
         return True
 
     # -- watches ---------------------------------------------------------------------------
@@ -166,6 +167,7 @@ class InotifyReader:
                 raise OSError(exc.errno, f"inotify_add_watch: {exc.strerror}", path) from None
             return -1  # vanished or unreadable meanwhile: the periodic scan still covers it
         self._dirs[wd] = path  # the same folder watched again (moved, then seen) keeps its wd
+        self._prefixes[wd] = path if path.endswith(os.sep) else path + os.sep  # os.path.join's result
         try:
             info = os.stat(path)  # what the watch is on (the folder, also for a linked inbox)
             self._inodes[wd] = (info.st_dev, info.st_ino)
@@ -177,6 +179,7 @@ class InotifyReader:
         """A watched folder was deleted or moved: drop its watch unless it was re-seen in the inbox."""
         if mask & _IGNORED:
             self._dirs.pop(wd, None)
+            self._prefixes.pop(wd, None)
             self._inodes.pop(wd, None)
             return
         path = self._dirs.get(wd)
@@ -207,4 +210,5 @@ class InotifyReader:
                     os.close(fd)
         self._wake_r = self._wake_w = -1
         self._dirs.clear()
+        self._prefixes.clear()
         self._inodes.clear()

@@ -84,7 +84,23 @@ def layered(defaults: AddOptions, folders: Mapping[str, AddOptions], rel: str, o
     mapping is never changed once loaded.
     """
     folder = os.path.dirname(rel)
+    if not folder and own is NO_OPTIONS:  # the usual file: its answer depends on the defaults only
+        plain = _plain
+        if plain[0] is not defaults:
+            plain = _plain_for(defaults)
+        return plain[1]
     return _layered(defaults, _Same(folders), tuple(folder.split(os.sep)) if folder else (), own)
+
+
+_plain: tuple[AddOptions | None, AddOptions] = (None, NO_OPTIONS)
+"""The defaults last asked for (held, so that their identity is theirs) and the options of a
+file at the inbox's top with none of its own: no cache key to hash (two 15-field options)."""
+
+
+def _plain_for(defaults: AddOptions) -> tuple[AddOptions | None, AddOptions]:
+    global _plain
+    _plain = (defaults, NO_OPTIONS.over(defaults))
+    return _plain
 
 
 class _Same:

@@ -9,7 +9,7 @@ import pytest
 
 from magnetd.delivery.form import options_form
 from magnetd.intake import items, options
-from magnetd.model import AddOptions, Rejected
+from magnetd.model import NO_OPTIONS, AddOptions, Rejected
 
 MAGNET = "magnet:?xt=urn:btih:" + "ab" * 20
 
@@ -138,3 +138,16 @@ def test_layered_results_follow_a_new_folders_mapping() -> None:
     again = options.layered(defaults, reloaded, rel, AddOptions())
     assert again == AddOptions(category="tv", savepath="/srv/tv", tags=("all",))
     assert options.layered(defaults, first, rel, AddOptions(paused=True)).paused is True
+
+
+def test_a_top_level_file_without_options_gets_the_defaults_in_force() -> None:
+    first = AddOptions(category="tv", tags=("a",), paused=True)
+    second = AddOptions(category="books")
+    folders = {"tv": AddOptions(category="shows")}
+    assert options.layered(first, folders, "x.magnet", NO_OPTIONS) == NO_OPTIONS.over(first)
+    assert options.layered(first, folders, "x.magnet", NO_OPTIONS).category == "tv"
+    assert options.layered(second, folders, "y.magnet", NO_OPTIONS).category == "books"  # new defaults
+    assert options.layered(first, folders, "x.magnet", NO_OPTIONS).category == "tv"  # and back
+    own = AddOptions(category="mine")
+    assert options.layered(first, folders, "q.json", own).category == "mine"
+    assert options.layered(first, folders, "tv/x.magnet", NO_OPTIONS).category == "shows"
