@@ -56,6 +56,12 @@ def stage(folder: Path, items: list[Magnet]) -> None:
         (folder / f".{item.file_name}.tmp").write_text(item.uri + "\n", encoding="ascii")
 
 
+def quiet_disk() -> None:
+    """Write out every dirty page (``sync``) before a timed part starts: the files just staged
+    and what earlier scenarios left, so that no contender pays for another's writeback."""
+    os.sync()
+
+
 def rename_in(staging: Path, target: Path, items: list[Magnet]) -> None:
     """Rename every staged file into ``target`` (same file system), one ``rename(2)`` each."""
     for item in items:

@@ -24,7 +24,7 @@ from benchmarks.probes import (
     peak_rss_mb,
     thread_cpu,
 )
-from benchmarks.rig import Magnet, Rig, daemon_pid, logged_in, magnets, rename_in, stage
+from benchmarks.rig import Magnet, Rig, daemon_pid, logged_in, magnets, quiet_disk, rename_in, stage
 from benchmarks.spy import Spy
 from tests.daemon import Daemon
 from tests.qbt import Qbt, QbtApi
@@ -200,6 +200,7 @@ def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
         with ExitStack() as spying:
             if n == max(settings.bulk_sizes):
                 profiled(spying, rig, pid, f"bulk{n}")
+            quiet_disk()
             cpu_before = thread_cpu(pid)
             qbt_before = qbt_cpu(server)
             start = time.monotonic()
@@ -233,6 +234,7 @@ def bulk_watch(rig: Rig, n: int, settings: Settings) -> Figures:
         staging = rig.folder(f"stage-bulk{n}-w")
         stage(staging, items)
         log = watch_log(stack, server, settings.bulk_poll)
+        quiet_disk()
         start = time.monotonic()
         rename_in(staging, folder, items)
         what = f"all {n} watched-folder adds in qBittorrent's log"
@@ -249,6 +251,7 @@ def bulk_api(rig: Rig, n: int, batch: int = API_BATCH) -> Figures:
     items = magnets(f"b{n}-a", n)
     with ExitStack() as stack:
         api = logged_in(rig.qbt(stack, f"bulk{n}-api"))
+        quiet_disk()
         start = time.monotonic()
         for first in range(0, n, batch):
             chunk = items[first : first + batch]
@@ -302,6 +305,7 @@ def drain(rig: Rig, n: int) -> Figures:
         rename_in(staging, daemon.inbox, items)
         wait_held(daemon, n, bulk_timeout(n))
         held_rss = peak_rss_mb(daemon_pid(daemon))
+        quiet_disk()
         probe = AnswerProbe(server.url)
         stack.callback(probe.stop)
         with ExitStack() as spying:

@@ -19,7 +19,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks.rig import Rig, enter_private_network, machine, magnets, rename_in, stage
+from benchmarks.rig import Rig, enter_private_network, machine, magnets, quiet_disk, rename_in, stage
 from benchmarks.scenarios import bulk_timeout, watch_folder
 from tests.daemon import instance
 
@@ -38,6 +38,7 @@ def bulk(rig: Rig, n: int, instances: int, run: int) -> float:
         staging = rig.folder(f"stage-{prefix}")
         stage(staging, items)
         sent = watch_folder(stack, daemon.sent)
+        quiet_disk()
         start = time.monotonic()
         rename_in(staging, daemon.inbox, items)
         done = sent.seen.wait_count(n, prefix.rstrip("-"), bulk_timeout(n), f"all {n} files in sent/")
