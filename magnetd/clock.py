@@ -1,4 +1,5 @@
-"""Wall-clock time as magnetd writes it everywhere: ISO 8601, UTC, whole seconds, ``Z``."""
+"""Wall-clock time as magnetd writes it everywhere: ISO 8601, UTC, whole seconds, ``Z`` (log
+lines: microseconds too)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,28 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-_made: tuple[int, str] = (-1, "")  # the last second formatted: files of a drop share it
+_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS"), replaced whole
+
+
+def iso_utc(now_ns: int) -> str:
+    """``now_ns`` (ns since the epoch) as ``datetime.isoformat`` writes it in UTC, ``+00:00`` as ``Z``.
+
+    Like ``datetime.now``, the time is cut (not rounded) to microseconds, and a time on
+    a whole second has no fraction. The date and time are formatted once per second: the
+    files of a drop and their log lines share them.
+    """
+    global _second
+    second, micros = divmod(now_ns // 1000, 1_000_000)
+    cached_second, text = _second
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 def now_iso() -> str:
-    """Now, e.g. ``2026-11-23T18:00:00Z`` (formatted once per second)."""
-    global _made
-    second = int(time.time())
-    if second != _made[0]:
-        _made = (second, iso(dt.datetime.fromtimestamp(second, dt.UTC)))
-    return _made[1]
+    """Now, e.g. ``2026-11-23T18:00:00Z``: whole seconds, as :func:`iso` writes them."""
+    return iso_utc(time.time_ns() // 1_000_000_000 * 1_000_000_000)
 
 
 def parse_iso(text: str) -> dt.datetime:

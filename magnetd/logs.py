@@ -32,6 +32,8 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import FilteringBoundLogger, Processor
 
+from magnetd.clock import iso_utc
+
 REDACTED = "***"
 SECRET_KEYS = frozenset(
     {
@@ -109,23 +111,6 @@ def _mask(text: str, secrets: Iterable[str]) -> str:
 
 # A traceback as data for JSON lines: frames without their local variables, which may hold secrets.
 dict_tracebacks = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
-
-_stamp_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS"), replaced whole
-
-
-def iso_utc(now_ns: int) -> str:
-    """``now_ns`` (ns since the epoch) as ``datetime.isoformat`` writes it in UTC, ``+00:00`` as ``Z``.
-
-    Like ``datetime.now``, the time is cut (not rounded) to microseconds, and a time on
-    a whole second has no fraction. The date and time are formatted once per second.
-    """
-    global _stamp_second
-    second, micros = divmod(now_ns // 1000, 1_000_000)
-    cached_second, text = _stamp_second
-    if second != cached_second:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _stamp_second = (second, text)
-    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 class JSONSerializer:

@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from magnetd import logs
+from magnetd import clock, logs
 from magnetd.service import journal
 
 
@@ -284,16 +284,16 @@ def test_iso_utc_is_datetimes_isoformat_with_z(now_ns: int) -> None:
     micros = now_ns // 1000
     expected = datetime.datetime.fromtimestamp(micros // 10**6, tz=datetime.UTC)
     expected = expected.replace(microsecond=micros % 10**6)
-    assert logs.iso_utc(now_ns) == expected.isoformat().replace("+00:00", "Z")
+    assert clock.iso_utc(now_ns) == expected.isoformat().replace("+00:00", "Z")
 
 
 def test_iso_utc_on_a_whole_second_has_no_fraction_and_the_cache_follows_the_second() -> None:
     second = 1_795_956_312 * 10**9
-    assert logs.iso_utc(second) == "2026-11-29T12:45:12Z"
-    assert logs.iso_utc(second + 999) == "2026-11-29T12:45:12Z"  # below a microsecond: cut
-    assert logs.iso_utc(second + 1_000) == "2026-11-29T12:45:12.000001Z"
-    assert logs.iso_utc(second + 10**9 + 5_000_000) == "2026-11-29T12:45:13.005000Z"
-    assert logs.iso_utc(second - 1_000) == "2026-11-29T12:45:11.999999Z"
+    assert clock.iso_utc(second) == "2026-11-29T12:45:12Z"
+    assert clock.iso_utc(second + 999) == "2026-11-29T12:45:12Z"  # below a microsecond: cut
+    assert clock.iso_utc(second + 1_000) == "2026-11-29T12:45:12.000001Z"
+    assert clock.iso_utc(second + 10**9 + 5_000_000) == "2026-11-29T12:45:13.005000Z"
+    assert clock.iso_utc(second - 1_000) == "2026-11-29T12:45:11.999999Z"
 
 
 class Opaque:
@@ -461,7 +461,7 @@ def test_the_one_processor_writes_what_structlogs_chain_writes(
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
         # TimeStamper puts the field in its place; its value (the clock now) is test_iso_utc_*'s
-        *([lambda lg, m, e: {**stamper(lg, m, e), "timestamp": logs.iso_utc(now_ns)}] if stamped else []),
+        *([lambda lg, m, e: {**stamper(lg, m, e), "timestamp": clock.iso_utc(now_ns)}] if stamped else []),
         structlog.dev.set_exc_info,
         logs.dict_tracebacks,
         logs.scrub,
@@ -478,3 +478,11 @@ def test_the_one_processor_writes_what_structlogs_chain_writes(
         got = logs.preparer(logs.dict_tracebacks, stamped)(Named(), method, dict(event))
     assert list(got.items()) == list(expected.items())
     assert ("exception" in got) == (exc_info is True or (method == "exception" and exc_info is None))
+
+
+def test_now_iso_is_whole_seconds_as_iso_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    now_ns = 1_795_956_312_987_654_321
+    monkeypatch.setattr(time, "time_ns", lambda: now_ns)
+    moment = datetime.datetime.fromtimestamp(now_ns // 10**9, tz=datetime.UTC)
+    assert clock.now_iso() == clock.iso(moment) == "2026-11-29T12:45:12Z"
+    assert clock.parse_iso(clock.now_iso()) == moment
