@@ -15,25 +15,31 @@ def iso(moment: dt.datetime) -> str:
 _second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS"), replaced whole
 
 
-def iso_utc(now_ns: int) -> str:
-    """``now_ns`` (ns since the epoch) as ``datetime.isoformat`` writes it in UTC, ``+00:00`` as ``Z``.
-
-    Like ``datetime.now``, the time is cut (not rounded) to microseconds, and a time on
-    a whole second has no fraction. The date and time are formatted once per second: the
-    files of a drop and their log lines share them.
-    """
+def _formatted(second: int) -> str:
+    """``second`` (since the epoch) as ``YYYY-MM-DDTHH:MM:SS`` in UTC, formatted once per second:
+    the files of a drop and their log lines share it."""
     global _second
-    second, micros = divmod(now_ns // 1000, 1_000_000)
     cached_second, text = _second
     if second != cached_second:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second = (second, text)
+    return text
+
+
+def iso_utc(now_ns: int) -> str:
+    """``now_ns`` (ns since the epoch) as ``datetime.isoformat`` writes it in UTC, ``+00:00`` as ``Z``.
+
+    Like ``datetime.now``, the time is cut (not rounded) to microseconds, and a time on
+    a whole second has no fraction.
+    """
+    second, micros = divmod(now_ns // 1000, 1_000_000)
+    text = _formatted(second)
     return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 def now_iso() -> str:
     """Now, e.g. ``2026-11-23T18:00:00Z``: whole seconds, as :func:`iso` writes them."""
-    return iso_utc(time.time_ns() // 1_000_000_000 * 1_000_000_000)
+    return _formatted(int(time.time())) + "Z"
 
 
 def parse_iso(text: str) -> dt.datetime:

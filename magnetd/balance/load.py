@@ -20,8 +20,10 @@ FREE_SPACE_EVERY = 60.0
 """Seconds between reads of the free space: ``sync/maindata`` costs seconds on a big instance."""
 ADDS_MERGED_WITHIN = 0.1
 """Seconds: adds noted this close to the last are kept as one entry of the rate window, at the
-later time (so they leave the window no sooner: the rate limit never lets more through). A
-drop of 30,000 files keeps a few entries a second, not one per file."""
+later time, so they leave the window no sooner (the rate limit never lets more through) and a
+count of active downloads taken among them counts them all as still to come (``max_active``
+errs on the safe side until the next count). A drop of 30,000 files keeps a few entries a
+second, not one per file."""
 UNKNOWN_RETRY = 2.0
 """Seconds before the free space is read again after qBittorrent answered -1 (not measured yet:
 4.5.2 answers -1 until its own disk check has run), doubling up to FREE_SPACE_EVERY."""
