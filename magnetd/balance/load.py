@@ -19,11 +19,11 @@ RATE_WINDOW = 60.0
 FREE_SPACE_EVERY = 60.0
 """Seconds between reads of the free space: ``sync/maindata`` costs seconds on a big instance."""
 ADDS_MERGED_WITHIN = 0.1
-"""Seconds: adds noted this close to the last are kept as one entry of the rate window, at the
-later time, so they leave the window no sooner (the rate limit never lets more through) and a
-count of active downloads taken among them counts them all as still to come (``max_active``
-errs on the safe side until the next count). A drop of 30,000 files keeps a few entries a
-second, not one per file."""
+"""Seconds: adds noted within this long of an entry's first one join it. The entry is timed by
+its last add, so they leave the window no sooner (the rate limit never lets more through) and
+a count of active downloads taken among them counts them all as still to come (``max_active``
+errs on the safe side, by at most this long's adds). A drop of 30,000 files keeps at most ten
+entries a second, not one per file."""
 UNKNOWN_RETRY = 2.0
 """Seconds before the free space is read again after qBittorrent answered -1 (not measured yet:
 4.5.2 answers -1 until its own disk check has run), doubling up to FREE_SPACE_EVERY."""
@@ -83,8 +83,9 @@ class Facts:
 
 @dataclass(slots=True)
 class _Adds:
-    """Magnets noted for adding, the last of them at ``when`` (clock time)."""
+    """Magnets noted for adding from ``first`` to ``when`` (clock times, ``when`` the last)."""
 
+    first: float
     when: float
     count: int
 
@@ -140,22 +141,26 @@ class Loads:
             record = self._records[name]
             record.added += count
             record.recent += count
-            adds = record.adds
-            assert adds is not None
             now = self._clock()
-            if adds and now - adds[-1].when < ADDS_MERGED_WITHIN:
+            adds = _expired(record, now)  # also for an instance whose load nothing asks for
+            if adds and now - adds[-1].first < ADDS_MERGED_WITHIN:
                 adds[-1].when = now
                 adds[-1].count += count
             else:
-                adds.append(_Adds(now, count))
+                adds.append(_Adds(now, now, count))
 
     def facts(self, name: str) -> Facts:
         """The instance's load now; asked for every candidate of every file, so O(1) but for expiry."""
         with self._lock:
             record = self._records[name]
-            adds = record.adds
-            assert adds is not None
-            now = self._clock()
-            while adds and now - adds[0].when >= RATE_WINDOW:
-                record.recent -= adds.popleft().count
+            _expired(record, self._clock())
             return Facts(active=(record.active or 0) + record.added, free=record.free, recent=record.recent)
+
+
+def _expired(record: _Record, now: float) -> deque[_Adds]:
+    """``record``'s rate window without the adds that left it by ``now`` (their count taken off)."""
+    adds = record.adds
+    assert adds is not None
+    while adds and now - adds[0].when >= RATE_WINDOW:
+        record.recent -= adds.popleft().count
+    return adds

@@ -141,12 +141,58 @@ def test_a_count_of_active_downloads_keeps_the_adds_noted_after_it() -> None:
 
 def test_choosing_for_a_large_drop_does_not_rescan_what_was_added() -> None:
     """Each choice asks every candidate's facts: a sum over the window made a drop quadratic."""
+    clock = [0.0]
     instances = [inst("a", max_adds_per_minute=10**9), inst("b"), inst("c")]
-    balance = Balance(config(instances, Strategy.ROUND_ROBIN))
+    loads = Loads([i.name for i in instances], clock=lambda: clock[0])
+    balance = Balance(config(instances, Strategy.ROUND_ROBIN), loads)
     for _ in range(30_000):
+        clock[0] += 0.001  # 30 s in all
         balance.choose(instances, None, 1)
-    assert sum(len(r.adds or ()) for r in balance.loads._records.values()) <= 3  # one merged entry each
-    assert balance.loads.facts("a").recent == 10_000
+    for record in loads._records.values():  # merged: at most one entry per 0.1 s, not one per file
+        assert len(record.adds or ()) <= 301
+    assert loads.facts("a").recent == 10_000
+
+
+def test_a_steady_stream_under_the_rate_limit_is_never_held() -> None:
+    """Merged entries span at most 0.1 s: a stream of adds never keeps one entry alive for good."""
+    clock = [0.0]
+    a = inst("a", max_adds_per_minute=1200)
+    loads = Loads(["a"], clock=lambda: clock[0])
+    chooser = Chooser(Strategy.PRIORITY, ["a"])
+    refused = 0
+    for step in range(4_500):  # 15 a second for 300 s: 900 a minute
+        clock[0] = step / 15
+        if chooser.choose([a], None, 1, loads.facts) is None:
+            refused += 1
+        else:
+            loads.note_adds("a", 1)
+    assert refused == 0
+    assert 895 <= loads.facts("a").recent <= 902
+
+
+def test_a_count_taken_during_a_stream_keeps_only_the_adds_after_it() -> None:
+    clock = [0.0]
+    loads = Loads(["a"], clock=lambda: clock[0])
+    for step in range(1_980):  # 11 a second for 180 s
+        clock[0] = step / 11
+        loads.note_adds("a", 1)
+        if step == 1_969:  # a count that began just after add 1,964 and ends now
+            loads.set_active("a", 5, counted_at=1_964 / 11 + 0.01)
+    # adds 1,965-1,979 after its start, and at most 0.1 s (two adds) more
+    assert 5 + 15 <= loads.facts("a").active <= 5 + 15 + 2
+
+
+def test_the_window_is_emptied_for_an_instance_whose_load_nothing_reads() -> None:
+    clock = [0.0]
+    instances = [inst("a"), inst("b")]
+    loads = Loads(["a", "b"], clock=lambda: clock[0])
+    balance = Balance(config(instances, Strategy.ROUND_ROBIN), loads)
+    for step in range(10_000):  # a file a second; neither instance has a counted limit
+        clock[0] = float(step)
+        balance.choose(instances, None, 1)
+    for record in loads._records.values():
+        assert len(record.adds or ()) <= 31  # the last minute's, not all 5,000
+        assert record.recent <= 31
 
 
 class LoadClient:
