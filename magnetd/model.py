@@ -202,6 +202,8 @@ class AddOptions:
 
     def over(self, base: AddOptions) -> AddOptions:
         """These options, with every unset one taken from ``base``."""
+        if self is NO_OPTIONS:  # nothing set: ``base`` as it is (most files have no options)
+            return base
         mine = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
         return replace(base, **mine)
 

@@ -57,7 +57,6 @@ class InotifyReader:
         self._top = os.fspath(root)
         self._inotify: INotify | None = None
         self._wake_r, self._wake_w = -1, -1
-        self._dirs: dict[int, str] = {}  # wd -> folder path
         self._prefixes: dict[int, str] = {}  # wd -> folder path ending in os.sep: one concatenation per event
         self._inodes: dict[int, tuple[int, int]] = {}  # wd -> (st_dev, st_ino) when watched
         self._root_wd = -1
@@ -166,8 +165,8 @@ class InotifyReader:
             if strict:
                 raise OSError(exc.errno, f"inotify_add_watch: {exc.strerror}", path) from None
             return -1  # vanished or unreadable meanwhile: the periodic scan still covers it
-        self._dirs[wd] = path  # the same folder watched again (moved, then seen) keeps its wd
-        self._prefixes[wd] = path if path.endswith(os.sep) else path + os.sep  # os.path.join's result
+        # the same folder watched again (moved, then seen) keeps its wd; os.path.join's prefix
+        self._prefixes[wd] = path if path.endswith(os.sep) else path + os.sep
         try:
             info = os.stat(path)  # what the watch is on (the folder, also for a linked inbox)
             self._inodes[wd] = (info.st_dev, info.st_ino)
@@ -178,19 +177,18 @@ class InotifyReader:
     def _forget_if_moved(self, wd: int, mask: int) -> None:
         """A watched folder was deleted or moved: drop its watch unless it was re-seen in the inbox."""
         if mask & _IGNORED:
-            self._dirs.pop(wd, None)
             self._prefixes.pop(wd, None)
             self._inodes.pop(wd, None)
             return
-        path = self._dirs.get(wd)
+        below = self._prefixes.get(wd)
         try:
-            info = os.stat(path) if path is not None else None
+            info = os.stat(below) if below is not None else None
         except OSError:
             info = None
-        if path is None or (info is not None and (info.st_dev, info.st_ino) == self._inodes.get(wd)):
+        if below is None or (info is not None and (info.st_dev, info.st_ino) == self._inodes.get(wd)):
             return  # moved within the inbox: already watched under its new name
-        below = path + os.sep  # moved out: forget it and the folders under it (IN_IGNORED follows)
-        for other in [w for w, p in self._dirs.items() if w == wd or p.startswith(below)]:
+        # moved out: forget it and the folders under it (IN_IGNORED follows)
+        for other in [w for w, prefix in self._prefixes.items() if prefix.startswith(below)]:
             with contextlib.suppress(OSError):  # already gone
                 self._notifier().rm_watch(other)
 
@@ -209,6 +207,5 @@ class InotifyReader:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._wake_r = self._wake_w = -1
-        self._dirs.clear()
         self._prefixes.clear()
         self._inodes.clear()

@@ -79,28 +79,14 @@ def layered(defaults: AddOptions, folders: Mapping[str, AddOptions], rel: str, o
 
     Each level over the one before: ``defaults``; the sub-folder (its path as category
     unless its ``folders.options`` entry names one; that entry's tags added to the
-    defaults' tags); the file's ``own`` keys. Results are cached (a bulk drop asks the
+    defaults' tags); the file's ``own`` keys. A sub-folder's results are cached (a bulk drop asks the
     same question for every file): ``folders`` is told apart by identity, as the config's
     mapping is never changed once loaded.
     """
     folder = os.path.dirname(rel)
-    if not folder and own is NO_OPTIONS:  # the usual file: its answer depends on the defaults only
-        plain = _plain
-        if plain[0] is not defaults:
-            plain = _plain_for(defaults)
-        return plain[1]
-    return _layered(defaults, _Same(folders), tuple(folder.split(os.sep)) if folder else (), own)
-
-
-_plain: tuple[AddOptions | None, AddOptions] = (None, NO_OPTIONS)
-"""The defaults last asked for (held, so that their identity is theirs) and the options of a
-file at the inbox's top with none of its own: no cache key to hash (two 15-field options)."""
-
-
-def _plain_for(defaults: AddOptions) -> tuple[AddOptions | None, AddOptions]:
-    global _plain
-    _plain = (defaults, NO_OPTIONS.over(defaults))
-    return _plain
+    if not folder:  # no folder level: the file's own over the defaults, nothing worth a cache
+        return own.over(defaults)
+    return _layered(defaults, _Same(folders), tuple(folder.split(os.sep)), own)
 
 
 class _Same:
@@ -120,8 +106,6 @@ class _Same:
 
 @functools.lru_cache(maxsize=1024)
 def _layered(defaults: AddOptions, same: _Same, parts: tuple[str, ...], own: AddOptions) -> AddOptions:
-    if not parts:
-        return own.over(defaults)
     name = "/".join(parts)
     folder = same.value.get(name, NO_OPTIONS)
     if folder.category is None:
