@@ -300,7 +300,8 @@ class Courier:
             while True:
                 if self._sends:
                     exchange = self._sends.popleft()
-                    return exchange, partial(exchange.send, list(self._sends))
+                    queued = list(self._sends) if exchange.checked is None else []  # for its pre-check
+                    return exchange, partial(exchange.send, queued)
                 if self._looks:
                     soonest = min(self._looks, key=lambda e: e.due)
                     wait = soonest.due - soonest.clock()

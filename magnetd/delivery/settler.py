@@ -204,7 +204,7 @@ class Settler:
 
     def _partial(self, job: Job, good: list[Entry], bad: list[LineError], instance: str) -> None:
         """Bad entries to ``failed/``, the inbox file rewritten to its good ones, then to ``sent/``."""
-        path, name, data = job.waiting.path, job.waiting.path.name, job.data
+        path, name, data = job.waiting.path, job.waiting.name, job.data
         bad_lines = {b.line for b in bad}
         record = error_record(_reason(bad), _detail(bad), instance, bad)
         self.spool.failed(path, record, items.render(job.item, name, data, bad_lines))
