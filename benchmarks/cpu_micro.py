@@ -182,7 +182,7 @@ def case_inotify() -> Call:
 
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
     reader = InotifyReader(Path("/srv/magnetd/inbox"), out)
-    reader._dirs[1] = "/srv/magnetd/inbox"  # as if watched: handle() only reads this map
+    reader._prefixes[1] = "/srv/magnetd/inbox/"  # as if watched: handle() only reads this map
     events = [Event(1, int(flags.MOVED_TO), 0, f"file {n}.magnet") for n in range(1000)]
     state = {"left": 0}
 
