@@ -190,12 +190,43 @@ class AnswerProbe(threading.Thread):
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of process ``pid`` (or only its thread ``tid``) so far, from /proc."""
+    """CPU time of process ``pid`` (all its threads, ended ones too), or of its thread ``tid``, so far.
+
+    Exact where the kernel tells it: the process's CPU clock (``clock_gettime``), a thread's
+    ``se.sum_exec_runtime`` in /proc. Otherwise user + system time from /proc's ``stat``,
+    which counts in 10 ms steps: at 2,000 files (about 0.2 s of CPU) one step is 5 µs per
+    file, and a sum over five threads moved CPU per file by ±15 % from run to run.
+    """
+    exact = _process_clock(pid) if tid is None else _thread_runtime(pid, tid)
+    if exact is not None:
+        return exact
     where = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     text = Path(where).read_text()
     fields = text.rsplit(")", 1)[1].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_clock(pid: int) -> float | None:
+    """The CPU clock of another process (Linux: ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``)."""
+    if not hasattr(time, "clock_gettime"):
+        return None
+    try:
+        return time.clock_gettime((~pid << 3) | 2)
+    except OSError:
+        return None
+
+
+def _thread_runtime(pid: int, tid: int) -> float | None:
+    """A thread's ``se.sum_exec_runtime`` (milliseconds in /proc/PID/task/TID/sched), in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/task/{tid}/sched").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("se.sum_exec_runtime"):
+            return float(line.rsplit(":", 1)[1]) / 1000
+    return None
 
 
 def peak_rss_mb(pid: int) -> float:

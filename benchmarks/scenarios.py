@@ -22,7 +22,6 @@ from benchmarks.probes import (
     LogWatcher,
     cpu_seconds,
     peak_rss_mb,
-    thread_cpu,
 )
 from benchmarks.rig import Magnet, Rig, daemon_pid, logged_in, magnets, quiet_disk, rename_in, stage
 from benchmarks.spy import Spy
@@ -172,11 +171,15 @@ def profiled(stack: ExitStack, rig: Rig, pid: int, name: str) -> None:
         stack.enter_context(Spy(pid, rig.profile_dir / f"profile-{name}.txt"))
 
 
-def cpu_split(pid: int, before: dict[int, float]) -> tuple[float, float]:
-    """CPU seconds since ``before``: the whole process, and its main thread alone."""
-    after = thread_cpu(pid)
-    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
-    return sum(spent.values()), spent.get(pid, 0.0)
+def cpu_split(pid: int, before: tuple[float, float]) -> tuple[float, float]:
+    """CPU seconds since ``before`` (from :func:`cpu_now`): the whole process, and its main thread alone."""
+    total, main = cpu_now(pid)
+    return total - before[0], main - before[1]
+
+
+def cpu_now(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the whole process (ended threads too) and of its main thread."""
+    return cpu_seconds(pid), cpu_seconds(pid, pid)
 
 
 def qbt_cpu(server: Qbt) -> float:
@@ -201,7 +204,7 @@ def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
             if n == max(settings.bulk_sizes):
                 profiled(spying, rig, pid, f"bulk{n}")
             quiet_disk()
-            cpu_before = thread_cpu(pid)
+            cpu_before = cpu_now(pid)
             qbt_before = qbt_cpu(server)
             start = time.monotonic()
             rename_in(staging, daemon.inbox, items)

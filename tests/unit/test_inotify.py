@@ -169,3 +169,58 @@ def test_watchdog_and_psutil_are_loaded_only_when_used(tmp_path: Path, polling: 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", watchdog, "False"]  # a file seen either way
+
+
+def _counting(reader: InotifyReader) -> list[int]:
+    """The number of events of each read the reader hands over, in order."""
+    sizes: list[int] = []
+    handle = reader.handle
+
+    def counted(events: list[Any]) -> bool:
+        sizes.append(len(events))
+        return handle(events)
+
+    reader.handle = counted  # type: ignore[method-assign]
+    return sizes
+
+
+def test_a_lone_drop_comes_at_once_and_stop_ends_the_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("magnetd.intake.inotify.BURST_PAUSE_MS", 60_000)
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    reader = InotifyReader(tmp_path, out)
+    reader.start()
+    try:
+        (tmp_path / "first.magnet").write_text("m")
+        assert take(out, 2)[1] == Seen(tmp_path / "first.magnet", Arrival.CLOSED)  # not after the pause
+        (tmp_path / "second.magnet").write_text("m")
+        with pytest.raises(queue.Empty):  # the reader is in its pause: the second waits for its end
+            out.get(timeout=0.2)
+    finally:
+        reader.stop()
+    assert not reader.alive()  # stopped inside a minute's pause, not at its end
+
+
+def test_a_burst_is_handed_over_in_one_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("magnetd.intake.inotify.BURST_PAUSE_MS", 500)
+    staging = tmp_path / "staging"
+    inbox = tmp_path / "inbox"
+    for folder in (staging, inbox):
+        folder.mkdir()
+    for i in range(50):
+        (staging / f"{i}.magnet").write_text("m")
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    reader = InotifyReader(inbox, out)
+    sizes = _counting(reader)
+    reader.start()
+    try:
+        os.rename(staging / "0.magnet", inbox / "0.magnet")
+        take(out, 1)
+        for i in range(1, 50):  # all within the pause that follows the first hand-over
+            os.rename(staging / f"{i}.magnet", inbox / f"{i}.magnet")
+        rest = take(out, 49)
+    finally:
+        reader.stop()
+    assert sizes == [1, 49]
+    assert {Path(seen.path).name for seen in rest} == {f"{i}.magnet" for i in range(1, 50)}
