@@ -2,7 +2,7 @@
 
 Pure. Verification asks ``torrents/info`` for up to 1,000 hashes and needs only the ids
 each torrent is listed under; each torrent object is ~1-1.5 KB of ~50-70 fields, so
-decoding a whole answer costs ~6 µs per torrent, finding the ids in the text ~1.5 µs.
+decoding a whole answer costs ~6 µs per torrent, cutting the ids out of the text ~0.8 µs.
 
 Reading the text is safe for qBittorrent's answers: they are compact JSON (no spaces) of
 flat objects, and a JSON string cannot hold an unescaped ``"``, so ``"hash":"<hex>``
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 
-_HASH = re.compile(r'"hash":"([0-9a-f]{40})')
-"""The ``hash`` field alone: a literal to search for, twice as fast as the three fields."""
+_HASH_FIELD = '"hash":"'
+"""The ``hash`` field's opening: what follows it is a torrent's id (see the module's text)."""
 _ID_FIELD = re.compile(r'"(?:hash|infohash_v[12])":"([0-9a-f]{40})')
 """The first 40 hex digits of an id field, as :func:`~magnetd.delivery.qbittorrent.matches` takes them."""
+_HEX = b"0123456789abcdef"
 
 
 def _array_text(body: bytes) -> str | None:
@@ -31,13 +32,29 @@ def _array_text(body: bytes) -> str | None:
     return text if text.startswith("[") and text.endswith("]") else None
 
 
+def _hex_ids(ids: set[str]) -> bool:
+    """Whether every one of ``ids`` is 40 lower-case hex digits."""
+    joined = "".join(ids)
+    return (
+        len(joined) == 40 * len(ids)
+        and joined.isascii()
+        and not joined.encode("ascii").translate(None, _HEX)
+        and all(len(i) == 40 for i in ids)
+    )
+
+
 def lists_all(body: bytes, wanted: set[str]) -> bool:
     """True when the raw text of ``body`` names every id of ``wanted`` (lower case).
 
     The ``hash`` fields are searched first (every torrent added by a v1 hash is found
-    there), then all three id fields. False means: decode the answer to know.
+    there): the text is cut at each field's opening and the 40 characters after it
+    taken, ~5 times faster than a regular expression over the ~1 MB of a verification's
+    answer; an id of ``wanted`` counts only if it is 40 lower-case hex digits, so what
+    is found is what ``"hash":"([0-9a-f]{40})`` would find. Then all three id fields are
+    searched. False means: decode the answer to know.
     """
     text = _array_text(body)
-    if text is None:
+    if text is None or not _hex_ids(wanted):
         return False
-    return wanted <= set(_HASH.findall(text)) or wanted <= set(_ID_FIELD.findall(text))
+    hashes = {piece[:40] for piece in text.split(_HASH_FIELD)[1:]}
+    return wanted <= hashes or wanted <= set(_ID_FIELD.findall(text))

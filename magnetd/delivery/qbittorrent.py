@@ -161,12 +161,23 @@ class Client(Connection):
         An id already in lower case comes back as the caller's own string (a large
         drop keeps every verified id until its batch lands).
         """
-        lowered = {i.lower(): i for i in ids}
-        wanted = sorted(lowered)
+        own = ids if isinstance(ids, set) else set(ids)
+        joined = "".join(own)
+        if joined == joined.lower():  # the usual case: ids as magnetd writes them
+            return self._present(own, per_call)
+        lowered = {i.lower(): i for i in own}
+        found = self._present(set(lowered), per_call)
+        return {mine if mine == low else low for low, mine in lowered.items() if low in found}
+
+    def _present(self, wanted: set[str], per_call: int) -> set[str]:
+        """The ids of ``wanted`` (lower case) listed, in calls of ``per_call`` ids."""
+        if len(wanted) <= per_call:
+            return self._listed(wanted) if wanted else set()
+        ordered = sorted(wanted)
         found: set[str] = set()
-        for start in range(0, len(wanted), per_call):
-            found |= self._listed(set(wanted[start : start + per_call]))
-        return {own if own == low else low for low, own in lowered.items() if low in found}
+        for start in range(0, len(ordered), per_call):
+            found |= self._listed(set(ordered[start : start + per_call]))
+        return found
 
     def _listed(self, part: set[str]) -> set[str]:
         """The ids of ``part`` (lower case, not empty) that one ``torrents/info`` call lists.
@@ -180,8 +191,8 @@ class Client(Connection):
                 return set(part)
             found: set[str] = set()
             for torrent in self._torrent_list(response):
-                found |= matches(torrent) & part
-            return found
+                found |= matches(torrent)
+            return {i for i in part if i in found}  # the caller's own strings
 
     def torrents(self, ids: Collection[str]) -> list[dict[str, Any]]:
         """The raw ``torrents/info`` objects for ``ids``; no ids, no request."""

@@ -198,3 +198,27 @@ def test_hashes_form_is_what_requests_would_send(ids: set[str], body: str) -> No
     assert hashes_form(ids) == body
     prepared = requests.Request("POST", INFO, data={"hashes": "|".join(sorted(ids))}).prepare()
     assert prepared.body == body
+
+
+@given(st.sets(st.text(alphabet=st.sampled_from([*HEX, *"XYZxyz|% +é&="]), max_size=42), max_size=5))
+def test_hashes_form_is_byte_for_byte_what_requests_would_send(ids: set[str]) -> None:
+    prepared = requests.Request("POST", INFO, data={"hashes": "|".join(sorted(ids))}).prepare()
+    assert hashes_form(ids) == prepared.body
+
+
+def test_an_id_that_is_not_hex_is_never_found_by_the_scan() -> None:
+    odd = "g" * 40  # what follows a hash field's opening, but not an id the search accepts
+    body = compact([torrent_like("4.5.2", odd), torrent_like("4.5.2", "a" * 40)])
+    assert not lists_all(body, {odd})
+    assert not lists_all(body, {"a" * 40, odd})
+    assert not lists_all(body, {"a" * 39})  # cut short: the 40 characters after the opening differ
+    assert lists_all(body, {"a" * 40})
+
+
+def test_present_gives_the_callers_own_ids_lower_cased(rsps: responses.RequestsMock, client: Client) -> None:
+    listed = [torrent_like("4.5.2", "a" * 40), torrent_like("4.5.2", "b" * 40)]
+    rsps.add(responses.POST, INFO, body=compact(listed), content_type="application/json")
+    mine = "".join(["a" * 20, "a" * 20])  # equal to "a" * 40, another object
+    assert client.present([mine, "B" * 40, "c" * 40]) == {"a" * 40, "b" * 40}
+    (found,) = client.present({mine, "d" * 40})
+    assert found is mine
