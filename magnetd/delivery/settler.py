@@ -127,8 +127,12 @@ class Settler:
             self.inbox.retry_later(job.waiting, 0.0)
             return
         entries, present = job.item.entries, verdict.present
-        if not job.item.rejects and all(e.torrent_id in present for e in entries):  # the usual case
-            self._sent(job, list(entries), [], verdict.instance, 0, verdict.already)
+        if not job.item.rejects and (  # the usual case: one magnet, or all of them, listed
+            entries[0].torrent_id in present
+            if len(entries) == 1
+            else all(e.torrent_id in present for e in entries)
+        ):
+            self._sent(job, entries, [], verdict.instance, 0, verdict.already)
             return
         good = [e for e in entries if e.torrent_id in present]
         missing = [e for e in entries if e.torrent_id not in present]
@@ -164,7 +168,7 @@ class Settler:
     def _sent(
         self,
         job: Job,
-        good: list[Entry],
+        good: Sequence[Entry],
         bad: list[LineError],
         instance: str,
         rejected: int,
@@ -202,7 +206,7 @@ class Settler:
             category=job.options.category,
         )
 
-    def _partial(self, job: Job, good: list[Entry], bad: list[LineError], instance: str) -> None:
+    def _partial(self, job: Job, good: Sequence[Entry], bad: list[LineError], instance: str) -> None:
         """Bad entries to ``failed/``, the inbox file rewritten to its good ones, then to ``sent/``."""
         path, name, data = job.waiting.path, job.waiting.name, job.data
         bad_lines = {b.line for b in bad}

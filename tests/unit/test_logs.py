@@ -479,3 +479,55 @@ def test_now_iso_is_whole_seconds_as_iso_writes_them(monkeypatch: pytest.MonkeyP
     moment = datetime.datetime.fromtimestamp(now_ns // 10**9, tz=datetime.UTC)
     assert clock.now_iso() == clock.iso(moment) == "2026-11-29T12:45:12Z"
     assert clock.parse_iso(clock.now_iso()) == moment
+
+
+def _shapes(_: Any, __: str, event: Any) -> Any:
+    """The last processor of a chain, returning each shape structlog hands to a logger."""
+    shape = event.pop("shape")
+    if shape == "drop":
+        raise structlog.DropEvent
+    if shape == "tuple":
+        return (("line",), {"extra": sorted(event)})
+    if shape == "dict":
+        return {"fields": sorted(event)}
+    if shape == "bytes":
+        return json.dumps(event).encode()
+    return json.dumps(event)
+
+
+class _Calls:
+    """A logger that keeps what each method was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kw: self.calls.append((name, args, kw))
+
+
+@pytest.mark.parametrize("shape", ["str", "bytes", "tuple", "dict", "drop"])
+@pytest.mark.parametrize("context", [{}, {"job": "j1", "file": "bound.magnet"}])
+def test_the_event_logger_hands_on_what_structlogs_own_wrapper_does(
+    shape: str, context: dict[str, Any]
+) -> None:
+    handed = []
+    for wrapper in (structlog.make_filtering_bound_logger(20), logs.event_logger(20)):
+        calls = _Calls()
+        logger = structlog.wrap_logger(calls, processors=[_shapes], wrapper_class=wrapper, **context)
+        logger.info("file_sent", file="a.magnet", shape=shape, count=2)
+        logger.warning("file_%s", "failed", shape=shape)
+        logger.debug("hidden", shape=shape)  # below the level: never processed
+        handed.append(calls.calls)
+    assert handed[1] == handed[0]
+    assert len(handed[0]) == (0 if shape == "drop" else 2)
+
+
+def _number(_: Any, __: str, event: Any) -> Any:
+    return 42  # no shape a logger takes
+
+
+def test_the_event_logger_refuses_what_structlog_refuses() -> None:
+    for wrapper in (structlog.make_filtering_bound_logger(20), logs.event_logger(20)):
+        logger = structlog.wrap_logger(_Calls(), processors=[_number], wrapper_class=wrapper)
+        with pytest.raises(ValueError):
+            logger.info("x")
