@@ -179,14 +179,23 @@ class Connection:
         """One HTTP request (on ``session``, or the main one), requests' exceptions as InstanceError."""
         url = self._base + path
         try:
-            return (session or self._session).request(
+            response = (session or self._session).request(
                 method,
                 url,
                 timeout=(self._timeout, self._timeout),
                 verify=self._verify,
                 allow_redirects=False,
+                stream=True,
                 **kwargs,
             )
+            # The body in one read, as requests itself keeps it (its errors become requests'
+            # own on the way): read for the caller, requests goes 10 KB at a time, ~100 steps
+            # through urllib3 for the ~1 MB of a verification's answer (1.3 ms of 2.6).
+            try:
+                response._content = b"".join(response.iter_content(None))
+            finally:
+                response.close()  # read: the connection goes back to the pool; cut short: dropped
+            return response
         except requests.exceptions.RequestException as exc:
             status, detail = describe(exc, self._endpoint, self._timeout)
             raise self._fail(InstanceError(status, detail, raw=str(exc))) from None

@@ -210,3 +210,50 @@ def test_chain_follows_cycles_once() -> None:
     first, second = ValueError("a"), KeyError("b")
     first.__context__, second.__context__ = second, first
     assert list(chain(first)) == [first, second]
+
+
+def _request(conn: socket.socket, pending: bytes) -> bytes:
+    """Read one request (headers and Content-Length body) from ``conn``; what came after it."""
+    while b"\r\n\r\n" not in pending:
+        pending += conn.recv(65536)
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return rest[length:]
+
+
+def test_answers_are_read_whole_and_the_connection_is_kept(listener: socket.socket) -> None:
+    bodies = [bytes([65 + i]) * (300_000 + i) for i in range(3)]  # ~30 reads of 10 KB each, before
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            pending = b""
+            for body in bodies:
+                pending = _request(conn, pending)
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                conn.sendall(head + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with Client(url_of(listener), "admin", "pw", timeout=5) as client:
+        client._logged_in = True
+        answers = [client._call("POST", "torrents/info", data="hashes=a").content for _ in bodies]
+    thread.join(5)
+    assert answers == bodies
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):  # all three on the one connection
+        listener.accept()
+
+
+def test_an_answer_cut_short_is_an_instance_error(listener: socket.socket) -> None:
+    def cut(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+
+    thread = serve_once(listener, cut)
+    error = failure(url_of(listener))
+    thread.join()
+    assert error.status == InstanceStatus.UNKNOWN  # as when requests read the body itself
+    assert "IncompleteRead(10 bytes read, 99990 more expected)" in error.detail
