@@ -224,3 +224,12 @@ def test_a_burst_is_handed_over_in_one_batch(tmp_path: Path, monkeypatch: pytest
         reader.stop()
     assert sizes == [1, 49]
     assert {Path(seen.path).name for seen in rest} == {f"{i}.magnet" for i in range(1, 50)}
+
+
+def test_a_batch_waits_longer_for_arrivals_than_the_reader_pauses() -> None:
+    from magnetd.intake.inotify import BURST_PAUSE_MS
+    from magnetd.service.pipeline import COALESCE
+
+    # Otherwise the pass takes every pause of the reader for the end of a drop and sends a
+    # batch at each: a burst would go out in batches of what came between two pauses.
+    assert COALESCE > 2 * BURST_PAUSE_MS / 1000
