@@ -188,9 +188,10 @@ class Connection:
                 stream=True,
                 **kwargs,
             )
-            # The body in one read, as requests itself keeps it (its errors become requests'
-            # own on the way): read for the caller, requests goes 10 KB at a time, ~100 steps
-            # through urllib3 for the ~1 MB of a verification's answer (1.3 ms of 2.6).
+            # The body in one read, kept where requests keeps a body it has read (its errors
+            # still become requests' own on the way): read by requests, a body goes 10 KB at
+            # a time, ~100 steps through urllib3 for the ~1 MB of a verification's answer
+            # (1.7-2.2 ms of the courier's CPU against 0.7).
             try:
                 response._content = b"".join(response.iter_content(None))
             finally:

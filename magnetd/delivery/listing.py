@@ -48,10 +48,10 @@ def lists_all(body: bytes, wanted: set[str]) -> bool:
 
     The ``hash`` fields are searched first (every torrent added by a v1 hash is found
     there): the text is cut at each field's opening and the 40 characters after it
-    taken, ~5 times faster than a regular expression over the ~1 MB of a verification's
-    answer; an id of ``wanted`` counts only if it is 40 lower-case hex digits, so what
-    is found is what ``"hash":"([0-9a-f]{40})`` would find. Then all three id fields are
-    searched. False means: decode the answer to know.
+    taken (the whole check 0.8 µs per torrent, against 1.2 with a regular expression);
+    an id of ``wanted`` counts only if it is 40 lower-case hex digits, so what is found
+    is what ``"hash":"([0-9a-f]{40})`` would find. Then all three id fields are searched.
+    False means: decode the answer to know.
     """
     text = _array_text(body)
     if text is None or not _hex_ids(wanted):
