@@ -188,13 +188,18 @@ def test_a_lone_drop_comes_at_once_and_stop_ends_the_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("magnetd.intake.inotify.BURST_PAUSE_MS", 60_000)
+    staging, inbox = tmp_path / "staging", tmp_path / "inbox"
+    for folder in (staging, inbox):
+        folder.mkdir()
+    for name in ("first.magnet", "second.magnet"):
+        (staging / name).write_text("m")
     out: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    reader = InotifyReader(tmp_path, out)
+    reader = InotifyReader(inbox, out)
     reader.start()
-    try:
-        (tmp_path / "first.magnet").write_text("m")
-        assert take(out, 2)[1] == Seen(tmp_path / "first.magnet", Arrival.CLOSED)  # not after the pause
-        (tmp_path / "second.magnet").write_text("m")
+    try:  # renamed in: one event each
+        os.rename(staging / "first.magnet", inbox / "first.magnet")
+        assert take(out, 1) == [Seen(inbox / "first.magnet", Arrival.MOVED)]  # not after the pause
+        os.rename(staging / "second.magnet", inbox / "second.magnet")
         with pytest.raises(queue.Empty):  # the reader is in its pause: the second waits for its end
             out.get(timeout=0.2)
     finally:
