@@ -235,14 +235,3 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise BenchError(f"no VmHWM in /proc/{pid}/status")
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of every thread of ``pid`` so far, by thread id (the main thread's id is ``pid``)."""
-    found = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            found[int(tid)] = cpu_seconds(pid, int(tid))
-        except OSError:
-            continue  # the thread ended meanwhile
-    return found

@@ -214,45 +214,11 @@ def setup(target: str = "auto", level: str = "info", stream: TextIO = sys.stderr
         renderer = structlog.processors.JSONRenderer(JSONSerializer(), sort_keys=False)
     structlog.configure(
         processors=[preparer(tracebacks, stamped=chosen != "journal"), renderer],
-        wrapper_class=event_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=NamedPrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
     return chosen
-
-
-def event_logger(level: int) -> type[FilteringBoundLogger]:
-    """structlog's filtering bound logger for ``level``, with a leaner way to an event's line.
-
-    Its ``_proxy_to_logger`` (the hook structlog leaves to custom wrappers) builds the
-    event from the call's own keywords instead of copying the context and updating the
-    copy in a second call, then runs the processors and hands their result on as
-    structlog's own ``_process_event`` does: ~0.5 µs of the ~7 µs each file's line costs.
-    """
-    base = structlog.make_filtering_bound_logger(level)
-    return cast(type[FilteringBoundLogger], type(base.__name__, (base,), {"_proxy_to_logger": _proxy}))
-
-
-def _proxy(self: Any, method_name: str, event: str | None = None, **event_kw: Any) -> Any:
-    context = self._context
-    event_dict: Any = {**context, **event_kw} if context else event_kw  # event_kw: this call's own
-    if event is not None:
-        event_dict["event"] = event
-    logger = self._logger
-    try:
-        for processor in self._processors:
-            event_dict = processor(logger, method_name, event_dict)
-        write = getattr(logger, method_name)
-        if isinstance(event_dict, str | bytes | bytearray):
-            return write(event_dict)
-        if isinstance(event_dict, tuple):
-            return write(*event_dict[0], **event_dict[1])
-        if isinstance(event_dict, dict):
-            return write(**event_dict)
-    except structlog.DropEvent:
-        return None
-    kind = type(event_dict).__name__
-    raise ValueError(f"the last processor returned a {kind}: not a str, bytes, tuple or dict")
 
 
 def get(name: str = ROOT) -> FilteringBoundLogger:

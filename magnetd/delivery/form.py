@@ -91,9 +91,14 @@ def hashes_form(ids: Collection[str]) -> str:
     ~41,000 characters of 1,000 ids first). Anything else is quoted in full.
     """
     joined = "|".join(sorted(ids))
-    if joined.isascii() and not joined.encode("ascii").translate(None, _ID_CHARACTERS):
+    if made_of(joined, _ID_CHARACTERS):
         return "hashes=" + joined.replace("|", "%7C")
     return encode({"hashes": joined})
 
 
 _ID_CHARACTERS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz|"
+
+
+def made_of(text: str, characters: bytes) -> bool:
+    """Whether every character of ``text`` is one of the ASCII ``characters`` (one pass in C)."""
+    return text.isascii() and not text.encode("ascii").translate(None, characters)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from magnetd.delivery.form import made_of
+
 _HASH_FIELD = '"hash":"'
 """The ``hash`` field's opening: what follows it is a torrent's id (see the module's text)."""
 _ID_FIELD = re.compile(r'"(?:hash|infohash_v[12])":"([0-9a-f]{40})')
@@ -34,13 +36,7 @@ def _array_text(body: bytes) -> str | None:
 
 def _hex_ids(ids: set[str]) -> bool:
     """Whether every one of ``ids`` is 40 lower-case hex digits."""
-    joined = "".join(ids)
-    return (
-        len(joined) == 40 * len(ids)
-        and joined.isascii()
-        and not joined.encode("ascii").translate(None, _HEX)
-        and all(len(i) == 40 for i in ids)
-    )
+    return all(len(i) == 40 for i in ids) and made_of("".join(ids), _HEX)
 
 
 def lists_all(body: bytes, wanted: set[str]) -> bool:

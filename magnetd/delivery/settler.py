@@ -127,11 +127,7 @@ class Settler:
             self.inbox.retry_later(job.waiting, 0.0)
             return
         entries, present = job.item.entries, verdict.present
-        if not job.item.rejects and (  # the usual case: one magnet, or all of them, listed
-            entries[0].torrent_id in present
-            if len(entries) == 1
-            else all(e.torrent_id in present for e in entries)
-        ):
+        if not job.item.rejects and all(e.torrent_id in present for e in entries):  # the usual case
             self._sent(job, entries, [], verdict.instance, 0, verdict.already)
             return
         good = [e for e in entries if e.torrent_id in present]
