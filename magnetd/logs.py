@@ -262,6 +262,28 @@ class CachedLogger:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._logger(), name)
 
+    # The level methods magnetd calls, found without the failed look-up that reaches
+    # __getattr__ (0.5 of the 1 µs it costs: a log line for every file of a large drop).
+    @property
+    def debug(self) -> Any:
+        return self._logger().debug
+
+    @property
+    def info(self) -> Any:
+        return self._logger().info
+
+    @property
+    def warning(self) -> Any:
+        return self._logger().warning
+
+    @property
+    def error(self) -> Any:
+        return self._logger().error
+
+    @property
+    def exception(self) -> Any:
+        return self._logger().exception
+
     def __repr__(self) -> str:
         return f"<CachedLogger {self._name!r}>"
 

@@ -136,15 +136,19 @@ class Inbox:
             waiting.last_error = error
 
 
+_WINDOWS = sys.platform == "win32"
+# Never through a symbolic link, never blocking on a pipe; bytes as they are on Windows.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS |= getattr(os, "O_BINARY", 0)
+
+
 def read(waiting: Waiting, max_bytes: int, settle: float, now: float | None = None) -> bytes:
     """The file's bytes once it is complete; Busy, Gone, Rejected or OSError otherwise."""
     path = waiting.where
-    if sys.platform == "win32" and os.path.islink(path):
+    if _WINDOWS and os.path.islink(path):
         raise Rejected("symlink", "the file is a symbolic link; links are never followed")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         raise Gone(path) from None
     except OSError as exc:

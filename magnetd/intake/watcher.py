@@ -49,7 +49,8 @@ def in_hidden_dir(path: Path | str, root: Path) -> bool:
     text, base = os.fspath(path), os.fspath(root).rstrip(os.sep) + os.sep
     if not text.startswith(base):
         return True
-    return any(part.startswith(".") for part in text[len(base) :].split(os.sep)[:-1])
+    folders = text[len(base) :].rpartition(os.sep)[0]  # "" for a file directly in root
+    return folders.startswith(".") or os.sep + "." in folders
 
 
 def scan(root: Path) -> Iterator[Path]:

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from magnetd.intake.inbox import Busy, Inbox, Waiting, identity, read, unchanged
 from magnetd.intake.watcher import in_hidden_dir, is_candidate, scan
@@ -36,6 +38,14 @@ def test_hidden_folders_and_paths_outside_the_inbox_are_left_alone(tmp_path: Pat
     assert in_hidden_dir(root / "books" / ".part" / "a.magnet", root)
     assert in_hidden_dir(tmp_path / "inbox2" / "a.magnet", root)  # a sibling that shares the prefix
     assert in_hidden_dir(tmp_path / "a.magnet", root)
+
+
+@given(st.lists(st.sampled_from(["a", ".a", "a.b", "..", "b.", "ab", ".b.c"]), min_size=1, max_size=5))
+def test_a_path_is_in_a_hidden_folder_when_one_of_its_folders_starts_with_a_dot(parts: list[str]) -> None:
+    root = Path("/srv/inbox")
+    hidden = any(part.startswith(".") for part in parts[:-1])  # the last part is the file
+    assert in_hidden_dir(root.joinpath(*parts), root) == hidden
+    assert in_hidden_dir(os.path.join(str(root), *parts), root) == hidden
 
 
 def test_scan_finds_files_in_sub_folders_but_not_hidden_ones(tmp_path: Path) -> None:

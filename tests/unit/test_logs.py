@@ -395,6 +395,28 @@ def test_a_json_line_has_the_fields_in_structlogs_order_and_an_iso_timestamp() -
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
 
 
+def test_each_level_method_logs_at_its_level() -> None:
+    out = io.StringIO()
+    logs.setup("json", "debug", stream=out)
+    EARLY.debug("d")
+    EARLY.info("i")
+    EARLY.warning("w")
+    EARLY.error("e")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        EARLY.exception("x")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["event"], e["level"]) for e in lines] == [
+        ("d", "debug"),
+        ("i", "info"),
+        ("w", "warning"),
+        ("e", "error"),
+        ("x", "error"),
+    ]
+    assert "ValueError" in json.dumps(lines[-1]["exception"])
+
+
 def test_a_used_logger_follows_capture_logs_and_a_reset() -> None:
     first = io.StringIO()
     logs.setup("json", stream=first)

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -591,6 +592,54 @@ def test_answers_are_asked_uncompressed_only_from_this_machine(url: str, encodin
             assert asked == {"identity"}
         else:  # requests' default: gzip and deflate, and more where brotli or zstandard is installed
             assert all("gzip" in header for header in asked)
+
+
+def _env_of_one_request(url: str) -> dict[str, Any]:
+    """The proxies, verify and Authorization header the one ``app/version`` request of a fresh
+    Client to ``url`` went out with (its environment read when the Client was made)."""
+    with responses.RequestsMock() as rsps, Client(url, "", "", api_key="k" * 32) as qbt:
+        rsps.add(responses.GET, qbt._base + "app/version", body="v5.2.0")
+        qbt.app_version()
+        sent = rsps.calls[0].request
+        kwargs: dict[str, Any] = sent.req_kwargs  # type: ignore[attr-defined]  # set by responses
+        auth = sent.headers.get("Authorization")
+        return {"proxies": kwargs["proxies"], "verify": kwargs["verify"], "auth": auth}
+
+
+def test_proxies_from_the_environment_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "local.test")
+    assert _env_of_one_request("https://seedbox.test/")["proxies"]["https"] == "http://proxy.test:3128"
+    assert "https" not in _env_of_one_request("https://qbt.local.test/")["proxies"]
+
+
+def test_the_environment_is_read_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not before every request: what a running daemon's environment says does not change."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    with responses.RequestsMock() as rsps, Client("https://seedbox.test/", "", "", api_key="k" * 32) as qbt:
+        rsps.add(responses.GET, qbt._base + "app/version", body="v5.2.0")
+        monkeypatch.setenv("HTTPS_PROXY", "http://other.test:3128")
+        qbt.app_version()
+        assert rsps.calls[0].request.req_kwargs["proxies"]["https"] == "http://proxy.test:3128"  # type: ignore[attr-defined]
+
+
+def test_a_ca_bundle_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert _env_of_one_request("https://seedbox.test/")["verify"] == str(bundle)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert _env_of_one_request("https://seedbox.test/")["verify"] == str(bundle)
+
+
+def test_a_netrc_login_for_the_host_is_sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As requests sends one when it reads the environment itself (before an API key's header)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine seedbox.test login user password pass\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert _env_of_one_request("https://seedbox.test/")["auth"] == "Basic dXNlcjpwYXNz"
+    assert _env_of_one_request("https://other.test/")["auth"] == "Bearer " + "k" * 32
 
 
 def test_present_gives_back_the_callers_own_id_strings(rsps: responses.RequestsMock, client: Client) -> None:
