@@ -50,6 +50,7 @@ BASE = (
     Figure("rss_bulk_mb", "rss_bulk{n}_mb", "peak RSS bulk", "MiB"),
     Figure("rss_drain_mb", "rss_drain{n}_mb", "peak RSS drain", "MiB"),
     Figure("cpu_s", "bulk{n}_cpu_s", "magnetd CPU", "s"),
+    Figure("qbt_cpu_s", "bulk{n}_qbt_cpu_s", "qBittorrent CPU", "s"),
 )
 # Computed from a row's base figures, measured or estimated alike (see ``derived``).
 DERIVED = (
@@ -57,6 +58,9 @@ DERIVED = (
     Figure("verified_vs_alone", "bulk{n}_verified_vs_alone", "verified/alone", "x"),
     Figure("drain_minus_bulk_s", "drain{n}_minus_bulk_s", "drain - bulk", "s"),
     Figure("cpu_per_file_us", "bulk{n}_cpu_per_file_us", "CPU per file", "us"),
+    # magnetd's CPU against qBittorrent's, same drop, same run: a slow spell of the machine
+    # moves both, so this one keeps still where CPU per file does not
+    Figure("cpu_vs_qbt", "bulk{n}_cpu_vs_qbt", "CPU/qBittorrent's", "x"),
 )
 FIGURES = BASE + DERIVED
 
@@ -85,6 +89,7 @@ def derived(n: int, base: Mapping[str, float]) -> dict[str, float]:
         "added_vs_watch": _quotient(base.get("added_s"), base.get("watch_s")),
         "verified_vs_alone": _quotient(base.get("verified_s"), base.get("alone_s")),
         "cpu_per_file_us": _quotient(base.get("cpu_s"), n, 1e6),
+        "cpu_vs_qbt": _quotient(base.get("cpu_s"), base.get("qbt_cpu_s")),
         "drain_minus_bulk_s": None,
     }
     if "drain_s" in base and "verified_s" in base:
@@ -224,16 +229,17 @@ def render(scale: dict[str, Any]) -> str:
         " watched = watched folder",
         f"{'N':>9} "
         + " ".join(f"{name:>10}" for name, _, _ in COLUMNS)
-        + f" {'RSS b/d':>14} {'CPU/file':>9}",
+        + f" {'RSS b/d':>14} {'CPU/file':>9} {'CPU/qbt':>8}",
         f"{'':>9} "
         + " ".join(f"{'(' + unit + ')':>10}" for _, unit, _ in COLUMNS)
-        + f" {'(MiB)':>14} {'(us)':>9}",
+        + f" {'(MiB)':>14} {'(us)':>9} {'(x)':>8}",
     ]
     for row in scale["rows"]:
         size = f"{row['n']:,}" + ("*" if row["estimate"] else " ")
         cells = " ".join(f"{fmt(row[name]):>10}" for _, _, name in COLUMNS)
         rss = f"{fmt(row['rss_bulk_mb'])} / {fmt(row['rss_drain_mb'])}"
-        out.append(f"{size:>9} {cells} {rss:>14} {fmt(row['cpu_per_file_us']):>9}")
+        cpu = f"{fmt(row['cpu_per_file_us']):>9} {fmt(row['cpu_vs_qbt']):>8}"
+        out.append(f"{size:>9} {cells} {rss:>14} {cpu}")
     estimate_n = scale["estimate"]["n"]
     if scale["estimate"]["fits"]:
         out.append(f"* {estimate_n:,}: an estimate, not measured ({scale['estimate']['method']})")

@@ -32,6 +32,7 @@ def three_sizes() -> dict[str, float]:
             rss_bulk_mb=40 + k,
             rss_drain_mb=42 + k,
             cpu_s=80e-6 * n,
+            qbt_cpu_s=240e-6 * n,
         )
     return raw | {"lat_magnetd_median_ms": 9.0, "lat_watch_median_ms": 400.0, "idle_cpu_percent": 0.05}
 
@@ -52,9 +53,11 @@ def status(raw: dict[str, float], key: str, text_part: str = "") -> str:
 
 def test_each_size_gets_cpu_per_file_ratios_and_drain_minus_bulk() -> None:
     raw = bulk(2000, added_s=3.0, verified_s=4.0, alone_s=2.0, watch_s=2.5, drain_s=5.5, cpu_s=0.18)
+    raw |= bulk(2000, qbt_cpu_s=0.6)
     raw |= bulk(10_000, verified_s=9.0)
     scale.derive(raw, (2000, 10_000), (2000,))
     assert raw["bulk2000_cpu_per_file_us"] == pytest.approx(90.0)
+    assert raw["bulk2000_cpu_vs_qbt"] == pytest.approx(0.3)
     assert raw["bulk2000_added_vs_watch"] == pytest.approx(1.2)
     assert raw["bulk2000_verified_vs_alone"] == pytest.approx(2.0)
     assert raw["drain2000_minus_bulk_s"] == pytest.approx(1.5)
@@ -103,6 +106,7 @@ def test_summary_rows_one_per_size_then_the_estimate() -> None:
     ]
     assert rows[1]["verified_s"] == pytest.approx(2.5) and rows[1]["drain_minus_bulk_s"] == pytest.approx(1.0)
     assert rows[2]["cpu_per_file_us"] == pytest.approx(80.0)
+    assert rows[2]["cpu_vs_qbt"] == pytest.approx(1 / 3) and rows[3]["cpu_vs_qbt"] == pytest.approx(1 / 3)
     assert rows[3]["verified_s"] == pytest.approx(25.0)
     assert summary["estimate"]["fits"]["verified_s"]["slope_per_1000"] == pytest.approx(0.25)
 
@@ -183,6 +187,7 @@ def test_render_marks_the_estimate_and_lists_every_goal() -> None:
     summary = scale.summary(raw, SIZES, SIZES)
     text = scale.render(summary)
     assert " 100,000*" in text and "an estimate, not measured" in text
+    assert "CPU/qbt" in text and text.splitlines()[3].split()[-1] == "0.333"  # the 2,000 row
     assert text.count("PASS") + text.count("MISS") + text.count("N/A") == len(summary["targets"])
 
 
