@@ -58,8 +58,8 @@ DERIVED = (
     Figure("verified_vs_alone", "bulk{n}_verified_vs_alone", "verified/alone", "x"),
     Figure("drain_minus_bulk_s", "drain{n}_minus_bulk_s", "drain - bulk", "s"),
     Figure("cpu_per_file_us", "bulk{n}_cpu_per_file_us", "CPU per file", "us"),
-    # magnetd's CPU against qBittorrent's, same drop, same run: a slow spell of the machine
-    # moves both, so this one keeps still where CPU per file does not
+    # magnetd's CPU against qBittorrent's for the same drop in the same run: what sending a
+    # file costs next to what adding and listing its torrent costs qBittorrent
     Figure("cpu_vs_qbt", "bulk{n}_cpu_vs_qbt", "CPU/qBittorrent's", "x"),
 )
 FIGURES = BASE + DERIVED
