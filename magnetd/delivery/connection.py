@@ -15,7 +15,6 @@ password or a cookie value.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -82,7 +81,7 @@ def excerpt(response: requests.Response) -> str:
     return " ".join(response.text.split())[:_BODY_EXCERPT]
 
 
-def _session(url: str, api_key: str, loopback: bool) -> requests.Session:
+def _session(url: str, api_key: str, loopback: bool, verify: bool | str) -> requests.Session:
     """A session to ``url`` sending magnetd's User-Agent and, with an API key, its Bearer token.
 
     To an instance on this machine it asks for answers uncompressed: a verification
@@ -91,10 +90,12 @@ def _session(url: str, api_key: str, loopback: bool) -> requests.Session:
     leave the machine.
 
     What requests would look up in the environment before every request (a proxy
-    from ``HTTP_PROXY``/``HTTPS_PROXY`` unless ``NO_PROXY`` names the host, a login
-    from ``.netrc``; the CA bundle: :func:`_ca_bundle`) is looked up once, here:
-    every request of the session goes to the same address, and the look-up cost
-    ~0.3 ms of CPU per request (it goes through every environment variable).
+    from ``HTTP_PROXY``/``HTTPS_PROXY`` unless ``NO_PROXY`` names the host, the CA
+    bundle of ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` for ``verify=True``, a login
+    from ``.netrc``) is looked up once, here, by requests' own functions: every
+    request of the session goes to the same address, and the look-up cost ~0.3 ms of
+    CPU per request (it goes through every environment variable). The session
+    keeps the ``verify`` that results, for every request it sends.
     """
     session = requests.Session()
     session.headers["User-Agent"] = "magnetd"
@@ -102,20 +103,14 @@ def _session(url: str, api_key: str, loopback: bool) -> requests.Session:
         session.headers["Accept-Encoding"] = "identity"
     if api_key:  # qBittorrent 5.2+: sent on every request, no login
         session.headers["Authorization"] = f"Bearer {api_key}"
-    session.proxies.update(requests.utils.get_environ_proxies(url))
+    found = session.merge_environment_settings(url, {}, None, verify, None)
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
     netrc = requests.utils.get_netrc_auth(url)
     if netrc is not None:
         session.auth = netrc
     session.trust_env = False
     return session
-
-
-def _ca_bundle(verify: bool | str) -> bool | str:
-    """``verify`` as requests would take it with the environment read: ``True`` becomes the
-    bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, if either is set."""
-    if verify is True:
-        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    return verify
 
 
 class Connection:
@@ -143,14 +138,13 @@ class Connection:
         self._api_key = api_key  # qBittorrent 5.2+: sent as a Bearer token on every request, no login
         self._base = api_base(url)
         self._endpoint = Endpoint.of(url)
-        self._verify = _ca_bundle(verify)  # the sessions read no environment (see _session)
         self._timeout = timeout
         self._clock = clock
         self._lock = threading.Lock()
         loopback = self._endpoint.loopback
-        self._session = _session(self._base, api_key, loopback)
+        self._session = _session(self._base, api_key, loopback, verify)
         self._side_lock = threading.Lock()  # slow reads (sync/maindata): never behind or ahead of a send
-        self._side = _session(self._base, api_key, loopback)  # own connection; cookies copied from _session
+        self._side = _session(self._base, api_key, loopback, verify)  # own connection; _session's cookies
         self._app_version = ""  # app/version, asked once per session
         self._logged_in = False
         self._logins = 0  # successful logins so far: a slow read logs in again only if nobody else did
@@ -203,7 +197,6 @@ class Connection:
                 method,
                 url,
                 timeout=(self._timeout, self._timeout),
-                verify=self._verify,
                 allow_redirects=False,
                 stream=True,
                 **kwargs,

@@ -192,6 +192,46 @@ def test_tls_self_signed_certificate(tmp_path: Path, listener: socket.socket) ->
     assert "self-signed" in error.detail and "verify_tls" in error.detail
 
 
+def _self_signed(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 signed by itself, and a server context that presents it."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    request += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [need_program("openssl"), *request, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # "off": as asked
+@pytest.mark.parametrize("how", ["bundle", "environment", "off"])
+def test_tls_a_self_signed_certificate_is_taken_as_configured(
+    tmp_path: Path, listener: socket.socket, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """``verify_tls``: its CA bundle, or the one ``REQUESTS_CA_BUNDLE`` names, or none at all."""
+    cert, context = _self_signed(tmp_path)
+    choices: dict[str, bool | str] = {"bundle": str(cert), "environment": True, "off": False}
+    verify = choices[how]
+    if how == "environment":
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n2.9.3")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    with Client(url_of(listener, "https"), "", "", api_key="k" * 32, verify=verify) as client:
+        assert client.version() == "2.9.3"
+    thread.join(5)
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
