@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+LOG_TAIL = 150
+"""Log lines a failed test shows of its daemon."""
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
@@ -117,10 +119,17 @@ class Daemon:
     def __enter__(self) -> Daemon:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """Never leave a daemon behind, whatever the test did."""
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        """Never leave a daemon behind, whatever the test did; on a failure, show its last log lines.
+
+        pytest prints a failed test's captured output: the daemon's own account of what it
+        did is what tells a flaky step apart from a broken one.
+        """
         if self.alive():
             self.stop()
+        if kind is not None and kind is not KeyboardInterrupt:
+            tail = self.output().splitlines()[-LOG_TAIL:]
+            print(f"--- the daemon's last {len(tail)} log lines ({self.log_path}) ---", *tail, sep="\n")
 
     def started(self) -> bool:
         """True once this process logged ``daemon_started`` or wrote its status snapshot."""

@@ -1,7 +1,9 @@
 """A loopback TCP relay that counts the bytes a client sends through it.
 
 Put in front of a qbittorrent-nox, it proves "no traffic at all" claims: the
-count must not move while the instance is supposed to be left alone.
+count must not move while the instance is supposed to be left alone. ``on_send``
+sees each chunk a client sends before it is relayed: a test can look at the
+world at the very moment a request reaches the instance.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 
 class CountingProxy:
     """Listens on 127.0.0.1:<port> and relays to 127.0.0.1:<target>."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, on_send: Callable[[bytes], None] | None = None) -> None:
         self.target_port = target_port
+        self.on_send = on_send
         self.sent = 0
         self.connections = 0
         self._lock = threading.Lock()
@@ -50,6 +54,8 @@ class CountingProxy:
                 if count:
                     with self._lock:
                         self.sent += len(data)
+                    if self.on_send is not None:
+                        self.on_send(data)
                 sink.sendall(data)
         except OSError:
             pass

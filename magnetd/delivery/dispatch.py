@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 KEEPALIVE = 1.0
 """Seconds: while waiting for the courier, call ``keepalive`` (the systemd watchdog) at least this
 often; far below any sane ``WatchdogSec``."""
-VPN_RECHECK = 1.0
-"""Seconds: a VPN result older than this is checked again (one ping) before a batch goes to a
-VPN-bound instance, so that traffic never follows a gate that dropped since the last round."""
 
 log = logs.get(__name__)
 
@@ -137,6 +134,10 @@ class Dispatcher:
     def candidates(self) -> list[Instance]:
         """Healthy instances in priority order; a VPN-bound one only after a fresh VPN check.
 
+        A gate result older than :data:`~magnetd.health.state.FRESH` is read again (one
+        quick check) before a batch goes to an instance that needs the gate, so that traffic
+        never follows a gate that dropped since the last round.
+
         None while files wait for a reconnecting VPN (``vpn.reconnect_command``).
         """
         if (
@@ -146,10 +147,10 @@ class Dispatcher:
         ):
             return []
         usable = self.health.usable()
-        stale = {n for i in usable for n in i.requires if self.health.gate_age(n) > VPN_RECHECK}
+        stale = self.health.stale_gates(usable)
         if self.gates is not None and stale:
-            for name in sorted(stale):
-                self.health.set_gate(name, *self.gates.check(name, quick=True))
+            for name in stale:
+                self.health.check_gate(name, partial(self.gates.check, name, quick=True))
             for inst in usable:
                 if (blocked := self.health.blocked(inst)) is not None:
                     self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, blocked)

@@ -99,10 +99,15 @@ class Prober(threading.Thread):
         self._check(self.gates.names if self.gates is not None else [], self.instances)
 
     def recheck(self) -> None:
-        """Between rounds: only the gates and instances that are not OK (never a failed login)."""
+        """Between rounds: only the gates and instances that are not OK (never a failed login).
+
+        An instance to re-probe that needs a gate shown UP gets that gate read again first
+        when its result is older than ``FRESH``: the VPN may have gone down since.
+        """
         self._last = time.monotonic()
         gates, instances = self.health.not_ok()
-        self._check(gates, instances)
+        stale = [name for name in self.health.stale_gates(instances) if name not in gates]
+        self._check([*gates, *stale], instances)
 
     def _check(self, gates: Sequence[str], instances: Sequence[Instance]) -> None:
         results = list(self._pool.map(self._check_gate, gates))
@@ -119,9 +124,7 @@ class Prober(threading.Thread):
     def _check_gate(self, name: str) -> tuple[GateStatus, str]:
         gates = self.gates
         assert gates is not None
-        result = self._timed(name, lambda: gates.check(name))
-        self.health.set_gate(name, *result)
-        return result
+        return self.health.check_gate(name, lambda: self._timed(name, lambda: gates.check(name)))
 
     def _probe(self, inst: Instance) -> None:
         if not (inst.password or inst.api_key):  # the config refuses an empty source: never send one

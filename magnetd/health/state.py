@@ -21,6 +21,11 @@ from magnetd.records.status import InstanceView
 
 log = logs.get(__name__)
 
+FRESH = 1.0
+"""Seconds a gate's result stays current: an older one is read again before a VPN-bound
+instance is contacted (a batch about to go, a failed instance about to be re-probed)."""
+GateResult = tuple[GateStatus, str]
+
 
 class Observer(Protocol):
     """Told of every change of status, outside the lock (e.g. the announcer)."""
@@ -67,6 +72,7 @@ class Health:
         self._observer: Observer = observer or _Nobody()
         self._instances = list(instances)
         self._states = {inst.name: _State() for inst in instances}
+        self._requires = {inst.name: inst.requires for inst in instances}
         self._gates = {g.name: _State() for g in gates}
         self._kinds = {g.name: str(g.check) for g in gates}
         self._checked = dict.fromkeys(self._gates, 0.0)
@@ -75,10 +81,32 @@ class Health:
         self.generation = 0  # grows with every change of status: a new snapshot is due
         self.changed = threading.Event()  # set at every change of status: wakes the prober
 
-    def set_gate(self, name: str, status: GateStatus, detail: str) -> None:
+    def check_gate(self, name: str, check: Callable[[], GateResult]) -> GateResult:
+        """Run one gate's ``check`` and keep its result; the result now held is returned.
+
+        The loop's quick check and the prober's may overlap. A result read before a link
+        went down must not overwrite one read after it, so a result is kept only if no
+        check that began later was kept meanwhile.
+        """
+        started = time.monotonic()
+        status, detail = check()
+        self.set_gate(name, status, detail, started)
         with self._lock:
-            self._checked[name] = time.monotonic()
-            changed = _update(self._gates[name], status, detail, ok=GateStatus.UP)
+            state = self._gates[name]
+            return GateStatus(state.status), state.detail
+
+    def set_gate(self, name: str, status: GateStatus, detail: str, checked: float | None = None) -> None:
+        """Record a gate's status, as read at ``checked`` (``time.monotonic()``; now if None)."""
+        checked = time.monotonic() if checked is None else checked
+        changed = None
+        with self._lock:
+            superseded = checked < self._checked[name]
+            if not superseded:
+                self._checked[name] = checked
+                changed = _update(self._gates[name], status, detail, ok=GateStatus.UP)
+        if superseded:
+            log.debug("gate_result_superseded", gateway=name, status=status, detail=detail)
+            return
         if changed:
             self._changed()
             level = log.info if status == GateStatus.UP else log.warning
@@ -95,25 +123,30 @@ class Health:
         wanted = set(self._gates if names is None else names)
         return [n for n, s in self._gates.items() if n in wanted and s.status != GateStatus.UP]
 
-    def gate_age(self, name: str) -> float:
+    def stale_gates(self, instances: Iterable[Instance]) -> list[str]:
+        """The gates ``instances`` need whose last result is older than :data:`FRESH`, sorted."""
+        oldest = time.monotonic() - FRESH
         with self._lock:
-            return time.monotonic() - self._checked[name]
+            return sorted({n for inst in instances for n in inst.requires if self._checked[n] < oldest})
 
     def blocked(self, inst: Instance) -> str | None:
         """Why ``inst`` may not be contacted because of its gates, or None."""
         with self._lock:
-            down = self._down(inst.requires)
-            if not down:
-                return None
-            return "; ".join(
-                f"VPN gate {n} is {self._gates[n].status}: {self._gates[n].detail}" for n in down
-            )
+            return self._blocked(inst.requires)
+
+    def _blocked(self, requires: Iterable[str]) -> str | None:
+        down = self._down(requires)
+        if not down:
+            return None
+        return "; ".join(f"VPN gate {n} is {self._gates[n].status}: {self._gates[n].detail}" for n in down)
 
     def set_instance(
         self, name: str, status: str, detail: str = "", version: str | None = None, app: str | None = None
     ) -> None:
         with self._lock:
             state = self._states[name]
+            if status == InstanceStatus.OK and (why := self._blocked(self._requires[name])) is not None:
+                status, detail = InstanceStatus.VPN_DOWN, why  # a gate went down during the probe
             changed = _update(state, status, detail, ok=InstanceStatus.OK)
             if version:
                 state.version = version

@@ -59,7 +59,7 @@ class Pipeline:
         hold: Hold,
         stopping: Callable[[], bool],
         held: Callable[[], None],
-        landed: Callable[[], None],
+        landing: Callable[[], None],
         arrivals: Callable[[float], list[Waiting]] = lambda wait: [],
         keepalive: Callable[[], None] = lambda: None,
         ready: Callable[[], None] = lambda: None,
@@ -69,7 +69,8 @@ class Pipeline:
         self.hold = hold
         self.stopping = stopping  # True once the daemon is asked to stop: no new batch
         self.held = held  # no instance took a batch: hold the inbox
-        self.landed = landed  # after each landing (the watchdog, the status snapshot)
+        self.landing = landing  # before each landing: the watchdog, and the status snapshot (a change
+        # of status that routed the flight, e.g. a gate found down, shows before its files move)
         self.arrivals = arrivals  # files that arrived since (waiting up to so many seconds): this pass's
         self.keepalive = keepalive  # the systemd watchdog, while a slow instance keeps a verdict
         self.ready = ready  # called on the courier when a verdict comes: ends a wait for arrivals
@@ -157,6 +158,7 @@ class Pipeline:
 
     def _land(self, flight: Flight) -> None:
         self.entries -= len(flight.pairs)
+        self.landing()
         try:
             landed = self.parts.dispatcher.land(flight)
         except Exception as exc:
@@ -165,7 +167,6 @@ class Pipeline:
         self.parts.spool.flush()
         if not landed:
             self.held()
-        self.landed()
         self.landings += 1
         if self.landings % YOUNG_EVERY == 0:
             gc.collect(1)  # a pass fed for hours still frees the short-lived cycles (exceptions)

@@ -231,11 +231,7 @@ class Supervisor:
         self._drain()
         self.hold.tell()
         self.notices.announcer.tick()
-        if (
-            time.monotonic() >= self._next_snapshot
-            or self._snapshot_generation != self.parts.health.generation
-        ):
-            self._snapshot()
+        self._snapshot_if_due(time.monotonic())
         self.notifier.watchdog(time.monotonic())
 
     def _prune(self) -> None:
@@ -273,7 +269,9 @@ class Supervisor:
             return
         if due > time.monotonic():  # nothing to send yet: no VPN re-check, no batch
             return
-        if not self.parts.dispatcher.candidates():
+        candidates = self.parts.dispatcher.candidates()
+        self._snapshot_if_due(time.monotonic())  # a gate found down just now shows before files move
+        if not candidates:
             self._hold()
             return
         self.hold.end()
@@ -285,17 +283,16 @@ class Supervisor:
             self.hold,
             stop,
             self._hold,
-            self._landed,
+            self._landing,
             self._arrivals,
             keepalive,
             ready,
         ).run()
 
-    def _landed(self) -> None:
+    def _landing(self) -> None:
         now = time.monotonic()
         self.notifier.watchdog(now)
-        if now >= self._next_snapshot:
-            self._snapshot()
+        self._snapshot_if_due(now)
 
     def _hold(self) -> None:
         reconnector = self.parts.reconnector
@@ -304,6 +301,11 @@ class Supervisor:
         self.hold.start(reason, self.parts.health.summary())
 
     # -- status, reload, shutdown ------------------------------------------------------------
+
+    def _snapshot_if_due(self, now: float) -> None:
+        """Write the status snapshot when it is due, or at once after any change of status."""
+        if now >= self._next_snapshot or self._snapshot_generation != self.parts.health.generation:
+            self._snapshot()
 
     def _snapshot(self) -> None:
         self._snapshot_generation = self.parts.health.generation  # a status change writes a new one at once

@@ -55,7 +55,7 @@ def daemon(tmp_path: Path, qbt: Qbt) -> Iterator[Daemon]:
 def two_qbts(tmp_path: Path) -> Iterator[tuple[Qbt, Qbt]]:
     need_qbt()
     primary = Qbt(tmp_path / "qbt-primary", host_header_validation=False)  # reached through a relay
-    secondary = Qbt(tmp_path / "qbt-secondary")
+    secondary = Qbt(tmp_path / "qbt-secondary", host_header_validation=False)  # so may the fallback
     primary.start()
     secondary.start()
     yield primary, secondary

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from magnetd.records import status as status_file
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.gluetun import ControlServer
 from tests.integration.conftest import magnet
@@ -66,12 +67,20 @@ def test_each_gate_keeps_every_connection_from_the_vpn_bound_instance_while_down
 ) -> None:
     primary, secondary = two_qbts
     proxy = CountingProxy(primary.port)
+    shown_at_add: list[dict[str, str]] = []  # what the status file said as each add reached the fallback
+
+    def at_fallback(chunk: bytes) -> None:
+        if chunk.startswith(b"POST /api/v2/torrents/add"):
+            snapshot = status_file.read(daemon.state) or {}
+            shown_at_add.append({g["name"]: g["status"] for g in snapshot.get("gates") or []})
+
+    fallback = CountingProxy(secondary.port, on_send=at_fallback)
     server = ControlServer(api_key="gluetun-key-123").start()
     daemon = Daemon(
         tmp_path / "magnetd",
         [
             instance("primary", proxy.url, primary.password, requires_vpn=["wg", "gluetun", "no-leak"]),
-            instance("secondary", secondary.url, secondary.password),
+            instance("secondary", fallback.url, secondary.password),
         ],
         probe_interval=60,
         vpn=[
@@ -113,7 +122,7 @@ def test_each_gate_keeps_every_connection_from_the_vpn_bound_instance_while_down
         ("gluetun", "cannot connect", server.stop, server.start_again),
         ("no-leak", HOME, public(HOME), public("198.51.100.20")),
     ]
-    with daemon.start(), contextlib.closing(proxy), server:
+    with daemon.start(), contextlib.closing(proxy), contextlib.closing(fallback), server:
         assert {name: s for name, (s, _) in gates(daemon).items()} == {
             "wg": "UP",
             "gluetun": "UP",
@@ -133,8 +142,10 @@ def test_each_gate_keeps_every_connection_from_the_vpn_bound_instance_while_down
             drop(daemon.inbox, f"down{step}.magnet", link_down)
             wait_for(functools.partial(present, secondary, h_down), 20, f"step {step}: magnet failed over")
             wait_for((daemon.sent / f"down{step}.magnet").exists, 10, "sent")
+            expected = "LEAK" if gate == "no-leak" else "DOWN"
+            assert shown_at_add[-1][gate] == expected, "the status file shows why before files go elsewhere"
             status, detail = gates(daemon)[gate]
-            assert status == ("LEAK" if gate == "no-leak" else "DOWN") and says in detail, (status, detail)
+            assert status == expected and says in detail, (status, detail)
             assert status_of(daemon, "primary") == "VPN_DOWN"
             time.sleep(2.5)  # a re-check or two: still nothing may reach the instance
             assert proxy.traffic() == before, f"step {step}: a connection reached the VPN-bound instance"

@@ -13,6 +13,7 @@ import responses
 
 from magnetd import config
 from magnetd.config import Instance, Secret
+from magnetd.health import state
 from magnetd.health.gates import Gates, HttpCheck, InterfaceCheck, PublicIpCheck, Result, public_ip
 from magnetd.health.gatespec import CheckKind, GateSpec
 from magnetd.health.prober import Prober
@@ -237,3 +238,71 @@ def test_require_connection_makes_a_disconnected_instance_ineligible_until_it_co
     clients["strict"].connection = "firewalled"  # no incoming connections: not a VPN failure
     prober.recheck()
     assert [i.name for i in health.usable()] == ["strict", "relaxed"]
+
+
+def bound_to_wg() -> tuple[GateSpec, Instance]:
+    gate = GateSpec("wg", CheckKind.INTERFACE, "wg0")
+    needs = frozenset({"wg"})
+    return gate, Instance("bound", "http://b/", "u", Secret("p"), requires_vpn=True, requires=needs)
+
+
+def test_a_gate_result_read_before_a_newer_one_is_never_kept() -> None:
+    gate, bound = bound_to_wg()
+    health = Health([bound], [gate])
+    reading, release = threading.Event(), threading.Event()
+
+    def slow() -> Result:  # the prober read the link just before it went down, then stalled
+        reading.set()
+        release.wait(5)
+        return GateStatus.UP, "wg0 10.77.0.1"
+
+    kept: list[Result] = []
+    prober = threading.Thread(target=lambda: kept.append(health.check_gate("wg", slow)))
+    prober.start()
+    assert reading.wait(5)
+    down = (GateStatus.DOWN, "interface wg0 is down")
+    assert health.check_gate("wg", lambda: down) == down  # the loop's quick check, begun later
+    release.set()
+    prober.join(5)
+    assert kept == [down], "the stale reader is told what is held"
+    assert [(g["status"], g["detail"]) for g in health.gate_views() or []] == [down]
+    assert health.blocked(bound) == "VPN gate wg is DOWN: interface wg0 is down"
+
+
+def test_an_instance_whose_gate_went_down_during_its_probe_is_not_shown_ok() -> None:
+    gate, bound = bound_to_wg()
+    health = Health([bound], [gate])
+    health.set_gate("wg", GateStatus.DOWN, "interface wg0 is down")
+    health.set_instance("bound", InstanceStatus.OK)  # a probe begun while the gate was up ends now
+    view = health.views()[0]
+    assert view.status == InstanceStatus.VPN_DOWN
+    assert view.detail == "VPN gate wg is DOWN: interface wg0 is down"
+    assert health.usable() == []
+    health.set_gate("wg", GateStatus.UP, "wg0 10.77.0.1")
+    health.set_instance("bound", InstanceStatus.OK)
+    assert [i.name for i in health.usable()] == ["bound"]
+
+
+def test_a_failed_vpn_bound_instance_is_reprobed_only_after_a_fresh_read_of_its_gate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate, bound = bound_to_wg()
+    switch = Switch(gate)
+    switch.up = True
+    client = FakeClient(fail=InstanceStatus.UNREACHABLE)
+    health = Health([bound], [gate])
+    prober = Prober([bound], {"bound": client}, health, Gates([gate], make=lambda s: switch), 60, recheck=0.1)
+    prober.round()
+    assert health.views()[0].status == InstanceStatus.UNREACHABLE
+    reads, probes = switch.calls, client.calls["version"]
+
+    monkeypatch.setattr(state, "FRESH", 3600.0)  # the gate's last result still counts
+    prober.recheck()
+    assert (switch.calls, client.calls["version"]) == (reads, probes + 1), "a fresh UP is not read again"
+
+    switch.up = False  # the VPN drops; the gate still shows UP from the last round
+    monkeypatch.setattr(state, "FRESH", 0.0)
+    prober.recheck()
+    assert switch.calls == reads + 1
+    assert client.calls["version"] == probes + 1, "not contacted: its gate was read first and is down"
+    assert health.views()[0].status == InstanceStatus.VPN_DOWN
