@@ -59,10 +59,15 @@ def path_in(state: Path) -> Path:
 
 
 def write(state: Path, snapshot: Snapshot) -> None:
-    """Write the snapshot atomically (readers never see half a file)."""
+    """Write the snapshot atomically (readers never see half a file).
+
+    Not fsynced: a snapshot is rewritten after every pass and every change of status, and
+    is worth nothing after a power cut (a reader takes a lost or empty one for "not running").
+    An fsync on a busy disk would hold the loop for as long.
+    """
     snapshot.updated_at = now_iso()
     data = json.dumps(snapshot.to_dict(), indent=2).encode("utf-8") + b"\n"
-    write_atomic(path_in(state), data)
+    write_atomic(path_in(state), data, durable=False)
 
 
 def read(state: Path) -> dict[str, Any] | None:

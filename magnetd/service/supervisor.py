@@ -288,6 +288,7 @@ class Supervisor:
             keepalive,
             ready,
         ).run()
+        self._snapshot()  # the folders' counts changed: `magnetd status` shows them at once
 
     def _landing(self) -> None:
         now = time.monotonic()

@@ -119,6 +119,22 @@ def test_status_snapshot_roundtrip_and_staleness(tmp_path: Path) -> None:
     assert status.read(tmp_path / "nowhere") is None
 
 
+def test_the_snapshot_is_replaced_whole_but_not_fsynced_unlike_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    snap = status.Snapshot(pid=os.getpid(), started_at="x", probe_interval=1, vpn=None, instances=[])
+    status.write(tmp_path, snap)
+    assert synced == [], "a snapshot after every pass must not wait for the disk"
+    assert status.read(tmp_path) == snap.to_dict()
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"], "no temporary file left"
+    (tmp_path / "status.json").write_text('{"pid": 1, "upd', encoding="utf-8")  # cut short by a power cut
+    assert status.read(tmp_path) is None, "taken for no snapshot at all"
+    spool_module.write_atomic(tmp_path / "record.json", b"{}")
+    assert len(synced) == 1, "a record is fsynced before it is renamed into place"
+
+
 def test_notifier_speaks_to_abstract_sockets_and_paces_the_watchdog() -> None:
     name = f"magnetd-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
