@@ -269,12 +269,11 @@ class Supervisor:
             return
         if due > time.monotonic():  # nothing to send yet: no VPN re-check, no batch
             return
-        candidates = self.parts.dispatcher.candidates()
-        self._snapshot_if_due(time.monotonic())  # a gate found down just now shows before files move
-        if not candidates:
-            self._hold()
+        if not self.parts.dispatcher.candidates():
+            self._hold()  # the tick's snapshot shows the hold and what caused it
             return
         self.hold.end()
+        self._snapshot_if_due(time.monotonic())  # a gate found down just now shows before files move
         stop, keepalive = self._stop.is_set, self._keepalive
         ready = partial(self.events.put, READY)
         Pipeline(
