@@ -72,7 +72,7 @@ class Health:
         self._observer: Observer = observer or _Nobody()
         self._instances = list(instances)
         self._states = {inst.name: _State() for inst in instances}
-        self._requires = {inst.name: inst.requires for inst in instances}
+        self._named = {inst.name: inst for inst in instances}
         self._gates = {g.name: _State() for g in gates}
         self._kinds = {g.name: str(g.check) for g in gates}
         self._checked = dict.fromkeys(self._gates, 0.0)
@@ -90,29 +90,23 @@ class Health:
         """
         started = time.monotonic()
         status, detail = check()
-        self.set_gate(name, status, detail, started)
-        with self._lock:
-            state = self._gates[name]
-            return GateStatus(state.status), state.detail
-
-    def set_gate(self, name: str, status: GateStatus, detail: str, checked: float | None = None) -> None:
-        """Record a gate's status, as read at ``checked`` (``time.monotonic()``; now if None)."""
-        checked = time.monotonic() if checked is None else checked
         changed = None
         with self._lock:
-            superseded = checked < self._checked[name]
+            state = self._gates[name]
+            superseded = started < self._checked[name]
             if not superseded:
-                self._checked[name] = checked
-                changed = _update(self._gates[name], status, detail, ok=GateStatus.UP)
+                self._checked[name] = started
+                changed = _update(state, status, detail, ok=GateStatus.UP)
+            held = GateStatus(state.status), state.detail
         if superseded:
             log.debug("gate_result_superseded", gateway=name, status=status, detail=detail)
-            return
-        if changed:
+        elif changed:
             self._changed()
             level = log.info if status == GateStatus.UP else log.warning
             level("vpn_status_changed", gateway=name, old=changed, status=status, detail=detail)
             self._observer.gate_changed(name, status, detail)
             self.wake()
+        return held
 
     def _changed(self) -> None:
         with self._lock:
@@ -145,7 +139,7 @@ class Health:
     ) -> None:
         with self._lock:
             state = self._states[name]
-            if status == InstanceStatus.OK and (why := self._blocked(self._requires[name])) is not None:
+            if status == InstanceStatus.OK and (why := self._blocked(self._named[name].requires)) is not None:
                 status, detail = InstanceStatus.VPN_DOWN, why  # a gate went down during the probe
             changed = _update(state, status, detail, ok=InstanceStatus.OK)
             if version:
@@ -163,7 +157,7 @@ class Health:
         """Record an instance's error, with what to do about it; its raw text goes to the debug log."""
         if error.raw:
             log.debug("instance_error", instance=name, status=error.status, raw=error.raw)
-        inst = next(i for i in self._instances if i.name == name)
+        inst = self._named[name]
         self.set_instance(name, error.status, failure_detail(inst, error, dt.datetime.now(dt.UTC)))
 
     def set_limit(self, name: str, verdict: Verdict | None) -> None:

@@ -272,13 +272,13 @@ def test_a_gate_result_read_before_a_newer_one_is_never_kept() -> None:
 def test_an_instance_whose_gate_went_down_during_its_probe_is_not_shown_ok() -> None:
     gate, bound = bound_to_wg()
     health = Health([bound], [gate])
-    health.set_gate("wg", GateStatus.DOWN, "interface wg0 is down")
+    health.check_gate("wg", lambda: (GateStatus.DOWN, "interface wg0 is down"))
     health.set_instance("bound", InstanceStatus.OK)  # a probe begun while the gate was up ends now
     view = health.views()[0]
     assert view.status == InstanceStatus.VPN_DOWN
     assert view.detail == "VPN gate wg is DOWN: interface wg0 is down"
     assert health.usable() == []
-    health.set_gate("wg", GateStatus.UP, "wg0 10.77.0.1")
+    health.check_gate("wg", lambda: (GateStatus.UP, "wg0 10.77.0.1"))
     health.set_instance("bound", InstanceStatus.OK)
     assert [i.name for i in health.usable()] == ["bound"]
 
