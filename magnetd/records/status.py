@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,14 @@ def path_in(state: Path) -> Path:
     return state / FILE_NAME
 
 
-def write(state: Path, snapshot: Snapshot) -> None:
-    """Write the snapshot atomically (readers never see half a file).
+def write(state: Path, snapshot: Mapping[str, Any]) -> None:
+    """Write a snapshot (:meth:`Snapshot.to_dict`) atomically: readers never see half a file.
 
-    Not fsynced: a snapshot is rewritten after every pass and every change of status, and
-    is worth nothing after a power cut (a reader takes a lost or empty one for "not running").
-    An fsync on a busy disk would hold the loop for as long.
+    Not fsynced: a snapshot is rewritten soon after every pass and at every change of
+    status, and is worth nothing after a power cut (a reader takes a lost or empty one for
+    "not running"). An fsync on a busy disk would hold the loop for as long.
     """
-    snapshot.updated_at = now_iso()
-    data = json.dumps(snapshot.to_dict(), indent=2).encode("utf-8") + b"\n"
-    write_atomic(path_in(state), data, durable=False)
+    write_atomic(path_in(state), json.dumps(snapshot, indent=2).encode("utf-8") + b"\n", durable=False)
 
 
 def read(state: Path) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -100,4 +101,36 @@ def test_endpoint_follows_a_real_daemon(tmp_path: Path, own_qbt: Qbt) -> None:
         wait_for(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, 20, "/readyz 200")
         wait_for(lambda: metric(base, "magnetd_inbox_files") == 0, 20, "the held files sent")
         assert metric(base, "magnetd_files_total", outcome="sent") == 3
+        assert daemon.stop() == 0
+
+
+def test_a_pass_reaches_the_status_object_within_a_second_not_at_the_next_periodic_write(
+    tmp_path: Path, own_qbt: Qbt
+) -> None:
+    """At probe_interval 60 the snapshot is rewritten every 5 s; a pass's counts come sooner."""
+    daemon = Daemon(
+        tmp_path / "magnetd",
+        [instance("local", own_qbt.url, own_qbt.password)],
+        probe_interval=60,
+        http={"listen": "127.0.0.1:0", "token_env": "MAGNETD_HTTP_TOKEN"},
+    )
+    daemon.env["MAGNETD_HTTP_TOKEN"] = TOKEN
+    snapshot = daemon.state / "status.json"
+
+    def shown() -> dict[str, Any]:
+        answer: dict[str, Any] = requests.get(f"{base}/api/status", headers=auth(), timeout=5).json()
+        return answer
+
+    with daemon:
+        base = daemon.start().endpoint()
+        wait_for(lambda: shown()["instances"][0]["status"] == "OK", 10, "status OK")
+        written = snapshot.stat().st_mtime_ns
+        wait_for(lambda: snapshot.stat().st_mtime_ns != written, 10, "a periodic write")
+        link, _ = magnet("prompt")  # dropped just after a periodic write: the next is 5 s away
+        drop(daemon.inbox, "prompt.magnet", link)
+        wait_for((daemon.sent / "prompt.magnet").exists, 10, "prompt.magnet in sent/")
+        moved = time.monotonic()
+        wait_for(lambda: shown()["sent"] == 1, 10, "the pass's count in the status object")
+        took = time.monotonic() - moved
+        assert took < 3, f"the pass's counts reached /api/status {took:.1f} s after the move"
         assert daemon.stop() == 0

@@ -106,7 +106,7 @@ def test_status_snapshot_roundtrip_and_staleness(tmp_path: Path) -> None:
         oldest_waiting_age=75,
         oldest_waiting_error="move failed: disk full",
     )
-    status.write(tmp_path, snap)
+    status.write(tmp_path, snap.to_dict())
     data = status.read(tmp_path)
     assert data is not None and status.is_running(data)
     text = status.render(data)
@@ -125,7 +125,7 @@ def test_the_snapshot_is_replaced_whole_but_not_fsynced_unlike_the_records(
     synced: list[int] = []
     monkeypatch.setattr(os, "fsync", synced.append)
     snap = status.Snapshot(pid=os.getpid(), started_at="x", probe_interval=1, vpn=None, instances=[])
-    status.write(tmp_path, snap)
+    status.write(tmp_path, snap.to_dict())
     assert synced == [], "a snapshot after every pass must not wait for the disk"
     assert status.read(tmp_path) == snap.to_dict()
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"], "no temporary file left"
