@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert result["errors"] == []
     assert result["meta"]["mode"] == "quick"
     assert result["meta"]["options"] == result["options"]["label"] == "notify+http"
+    # the interpreter the daemons ran on (this one), and how its libpython is linked
+    shared = "/libpython" in Path("/proc/self/maps").read_text()
+    build = result["meta"]["python_build"]
+    assert build.startswith(os.path.realpath(sys.executable) + ", libpython "), build
+    assert ("libpython shared (" in build) is shared, build
     figures = result["figures"]
     for key in QUICK_FIGURES + SCALE_FIGURES:
         value = figures.get(key)
