@@ -190,8 +190,8 @@ def machine(workdir: Path, network: str) -> dict[str, Any]:
 def python_build() -> str:
     """The interpreter the daemons run on (they run on this one): its file, and how libpython is linked.
 
-    Two builds of one Python version differed by 10-40 % in magnetd's CPU per file on the
-    same machine (the benchmarks README's ninth round), so every run names its interpreter.
+    Two builds of Python 3.11 gave magnetd clearly different CPU per file on the same machine
+    (the benchmarks README's ninth round), so every run names its interpreter.
     """
     executable = os.path.realpath(sys.executable)
     with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from magnetd.intake import items
 from magnetd.intake.items import MAX_ENTRIES, parse_item, render
+from magnetd.intake.links import is_link
 from magnetd.intake.magnet import MAX_LINE_CHARS
 from magnetd.model import NO_OPTIONS, AddOptions, Entry, FileKind, Item, LineError, Rejected
 
@@ -440,7 +441,7 @@ def test_parse_item_any_bytes(name: str, data: bytes) -> None:
         assert all(isinstance(e, Entry) for e in item.entries)
         # a magnet or a torrent has its id; a link to fetch has none until it is fetched
         assert all(
-            len(e.torrent_id) == 40 if e.link is None else e.torrent_id == "" and e.link.startswith("http")
+            len(e.torrent_id) == 40 if e.link is None else e.torrent_id == "" and is_link(e.link)
             for e in item.entries
         )
         lines = [e.line for e in item.entries]
