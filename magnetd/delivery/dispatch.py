@@ -29,7 +29,7 @@ from magnetd.health.reconnect import Reconnector
 from magnetd.health.state import Health
 from magnetd.intake import items, options
 from magnetd.intake.inbox import Busy, Gone, Waiting, read
-from magnetd.model import AddOptions, Entry, InstanceStatus, Item, Rejected
+from magnetd.model import AddOptions, Entry, Item, Rejected
 
 if TYPE_CHECKING:
     from magnetd.delivery.ledger import Ledger
@@ -149,11 +149,8 @@ class Dispatcher:
         usable = self.health.usable()
         stale = self.health.stale_gates(usable)
         if self.gates is not None and stale:
-            for name in stale:
+            for name in stale:  # a gate found down marks its instances VPN_DOWN (Health.check_gate)
                 self.health.check_gate(name, partial(self.gates.check, name, quick=True))
-            for inst in usable:
-                if (blocked := self.health.blocked(inst)) is not None:
-                    self.health.set_instance(inst.name, InstanceStatus.VPN_DOWN, blocked)
             usable = self.health.usable()
         return usable
 

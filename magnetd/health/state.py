@@ -105,8 +105,23 @@ class Health:
             level = log.info if status == GateStatus.UP else log.warning
             level("vpn_status_changed", gateway=name, old=changed, status=status, detail=detail)
             self._observer.gate_changed(name, status, detail)
+            if status != GateStatus.UP:
+                self._block_dependents(name)
             self.wake()
         return held
+
+    def _block_dependents(self, gate: str) -> None:
+        """Instances shown OK that need ``gate``, now down, become VPN_DOWN with its reason."""
+        with self._lock:
+            blocked = [
+                (inst.name, why)
+                for inst in self._instances
+                if gate in inst.requires
+                and self._states[inst.name].status == InstanceStatus.OK
+                and (why := self._blocked(inst.requires)) is not None
+            ]
+        for name, why in blocked:
+            self.set_instance(name, InstanceStatus.VPN_DOWN, why)
 
     def _changed(self) -> None:
         with self._lock:

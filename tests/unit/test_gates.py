@@ -283,6 +283,24 @@ def test_an_instance_whose_gate_went_down_during_its_probe_is_not_shown_ok() -> 
     assert [i.name for i in health.usable()] == ["bound"]
 
 
+def test_a_gate_found_down_shows_its_ok_instances_vpn_down_at_once_and_leaves_the_rest() -> None:
+    gate, bound = bound_to_wg()
+    locked = Instance("locked", "http://l/", "u", Secret("p"), requires_vpn=True, requires=bound.requires)
+    free = Instance("free", "http://f/", "u", Secret("p"))
+    health = Health([bound, locked, free], [gate])
+    health.check_gate("wg", lambda: (GateStatus.UP, "wg0 10.77.0.1"))
+    health.set_instance("bound", InstanceStatus.OK)
+    health.set_instance("locked", InstanceStatus.AUTH_FAILED, "wrong password")
+    health.set_instance("free", InstanceStatus.OK)
+    health.check_gate("wg", lambda: (GateStatus.DOWN, "interface wg0 is down"))  # no probe after it
+    views = {v.name: (v.status, v.detail) for v in health.views()}
+    assert views == {
+        "bound": (InstanceStatus.VPN_DOWN, "VPN gate wg is DOWN: interface wg0 is down"),
+        "locked": (InstanceStatus.AUTH_FAILED, "wrong password"),  # its own reason stands
+        "free": (InstanceStatus.OK, ""),
+    }
+
+
 def test_a_failed_vpn_bound_instance_is_reprobed_only_after_a_fresh_read_of_its_gate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
