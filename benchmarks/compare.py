@@ -224,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sizes = (200,) if args.quick else (10_000,)
     settings = Settings.quick() if args.quick else Settings()
-    settings = dataclasses.replace(settings, bulk_sizes=sizes, drain_sizes=sizes, references=False)
+    # one take per run: the runs themselves are repeated, alternating the two sides
+    settings = dataclasses.replace(
+        settings, bulk_sizes=sizes, drain_sizes=sizes, references=False, bulk_takes=1
+    )
     chosen = [p for name, p in pairs(settings).items() if not args.pair or name in args.pair]
     chosen = [p for p in chosen if not args.only or set(p.only) & set(args.only)]
     signal.signal(signal.SIGTERM, _terminate)

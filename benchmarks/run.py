@@ -1,10 +1,10 @@
 """Run every benchmark once: ``python -m benchmarks.run [--quick] [--out benchmarks/results]``.
 
 Starts its own qbittorrent-nox instances and magnetd daemons, measures bulk and drain at
-each size (default 2,000, 10,000 and 30,000 files), prints each figure with its ratio and
-target, the scale table with its goals and a 100,000-file estimate, and writes
-``results.json``, ``results.csv`` (and ``results.png``, ``scale.png`` when matplotlib is
-installed) to ``--out``.
+each size (default 2,000, 10,000 and 30,000 files; bulk three times, giving the medians),
+prints each figure with its ratio and target, the scale table with its goals and a
+100,000-file estimate, and writes ``results.json``, ``results.csv`` (and ``results.png``,
+``scale.png`` when matplotlib is installed) to ``--out``.
 Exit status: 0 when every scenario finished (targets missed or not), 1 otherwise.
 """
 
@@ -63,6 +63,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="drain sizes, comma-separated (default: the bulk sizes)",
     )
     parser.add_argument(
+        "--takes",
+        type=int,
+        default=None,
+        help="measure each bulk size this many times and report the medians (default 3; quick 2)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="sample magnetd with py-spy during bulk (largest N) and drain"
     )
     parser.add_argument(
@@ -91,7 +97,7 @@ Step = Callable[[], scenarios.Figures]
 def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[tuple[str, str, Step]]:
     """The scenarios in run order, each as (name for --only, label, step); bulk runs once per N.
 
-    Latency samples go into ``samples``.
+    Latency samples and every bulk take's figures go into ``samples``.
     """
 
     def latency() -> scenarios.Figures:
@@ -99,8 +105,13 @@ def plan(rig: Rig, settings: Settings, samples: dict[str, list[float]]) -> list[
         samples.update(found)
         return figures
 
+    def bulk(n: int) -> scenarios.Figures:
+        figures, takes = scenarios.bulk(rig, n, settings)
+        samples.update(takes)
+        return figures
+
     steps: list[tuple[str, str, Step]] = [("latency", "latency", latency)]
-    steps += [("bulk", f"bulk{n}", partial(scenarios.bulk, rig, n, settings)) for n in settings.bulk_sizes]
+    steps += [("bulk", f"bulk{n}", partial(bulk, n)) for n in settings.bulk_sizes]
     steps += [("drain", f"drain{n}", partial(scenarios.drain, rig, n)) for n in settings.drain_sizes]
     steps.append(("idle", "idle", partial(scenarios.idle, rig, settings)))
     return steps
@@ -151,7 +162,7 @@ def result(meta: dict[str, Any], settings: Settings, options: Options, done: Out
         "options": options.describe(),
         "figures": done.raw,
         "table": report.table(done.raw, sizes, drains, options.label),
-        "scale": scale.summary(done.raw, sizes, drains),
+        "scale": scale.summary(done.raw, sizes, drains, done.samples),
         "samples": done.samples,
         "errors": done.errors,
         "scenario_seconds": done.seconds,
@@ -173,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, bulk_sizes=args.sizes, drain_sizes=args.sizes)
     if args.drain:
         settings = replace(settings, drain_sizes=args.drain)
+    if args.takes is not None:
+        settings = replace(settings, bulk_takes=max(1, args.takes))
     options = Options(notify=args.notify, http=args.http)
     signal.signal(signal.SIGTERM, _terminate)
     network = "host network (--host-network)" if args.host_network else enter_private_network()

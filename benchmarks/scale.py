@@ -170,14 +170,22 @@ def targets(sizes: Sequence[int], drains: Sequence[int]) -> list[Target]:
     return out + [t for t in report.targets(sizes, drains) if t.key in kept]
 
 
-def summary(raw: Raw, sizes: Sequence[int], drains: Sequence[int]) -> dict[str, Any]:
-    """The scale table for results.json: rows (measured, then the estimate), goals, the lines."""
+def summary(
+    raw: Raw, sizes: Sequence[int], drains: Sequence[int], takes: Mapping[str, Sequence[float]] | None = None
+) -> dict[str, Any]:
+    """The scale table for results.json: rows (measured, then the estimate), goals, the lines.
+
+    ``takes``: every bulk take's figures (``takes_<key>``); a measured row then also has the
+    CPU per file of each take (``cpu_per_file_takes_us``), its own figure being their median.
+    """
     every = every_size(sizes, drains)
     rows: list[dict[str, Any]] = []
     for n in every:
         found = measured(raw, n)
         found |= derived(n, found)
-        rows.append({"n": n, "estimate": False} | {fig.name: found.get(fig.name) for fig in FIGURES})
+        row = {"n": n, "estimate": False} | {fig.name: found.get(fig.name) for fig in FIGURES}
+        cpu = (takes or {}).get(f"takes_bulk{n}_cpu_s", [])
+        rows.append(row | {"cpu_per_file_takes_us": [seconds / n * 1e6 for seconds in cpu]})
     lines = fits(raw, every)
     if lines:
         guessed = estimate(lines)
@@ -240,6 +248,14 @@ def render(scale: dict[str, Any]) -> str:
         rss = f"{fmt(row['rss_bulk_mb'])} / {fmt(row['rss_drain_mb'])}"
         cpu = f"{fmt(row['cpu_per_file_us']):>9} {fmt(row['cpu_vs_qbt']):>8}"
         out.append(f"{size:>9} {cells} {rss:>14} {cpu}")
+    spread = [row for row in scale["rows"] if len(row.get("cpu_per_file_takes_us", [])) > 1]
+    if spread:
+        out.append("bulk figures: the median of the takes; peak RSS: the highest.")
+        out.append("CPU per file in each take (us):")
+        out += [
+            f"    {row['n']:>7,}: " + " / ".join(fmt(value) for value in row["cpu_per_file_takes_us"])
+            for row in spread
+        ]
     estimate_n = scale["estimate"]["n"]
     if scale["estimate"]["fits"]:
         out.append(f"* {estimate_n:,}: an estimate, not measured ({scale['estimate']['method']})")

@@ -41,6 +41,9 @@ class Settings:
     drops: int = 20
     bulk_sizes: tuple[int, ...] = (2000, 10_000, 30_000)
     drain_sizes: tuple[int, ...] = (2000, 10_000, 30_000)
+    # Each bulk size is measured this many times, interleaved (magnetd, qBittorrent alone,
+    # the watched folder; again); the figures are the medians, peak RSS the highest.
+    bulk_takes: int = 3
     idle_seconds: float = 60.0
     # Random pause after the previous drop was done: isolated drops, spread over a whole
     # period of the watched folder's 2 s timer.
@@ -54,7 +57,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(drops=5, bulk_sizes=(200, 400), drain_sizes=(200, 400), idle_seconds=10.0)
+        return cls(drops=5, bulk_sizes=(200, 400), drain_sizes=(200, 400), idle_seconds=10.0, bulk_takes=2)
 
 
 def bulk_timeout(n: int) -> float:
@@ -269,11 +272,28 @@ def bulk_api(rig: Rig, n: int, batch: int = API_BATCH) -> Figures:
         return {f"bulk{n}_api_s": time.monotonic() - start}
 
 
-def bulk(rig: Rig, n: int, settings: Settings) -> Figures:
-    figures = bulk_magnetd(rig, n, settings)
-    if settings.references:
-        figures |= {**bulk_api(rig, n), **bulk_watch(rig, n, settings)}
-    return figures
+def bulk(rig: Rig, n: int, settings: Settings) -> tuple[Figures, dict[str, list[float]]]:
+    """Bulk N, ``settings.bulk_takes`` times: the combined figures, and every take's (``takes_<key>``).
+
+    Each take measures magnetd, then qBittorrent alone, then the watched folder, so a slow
+    spell of the machine falls on all three alike rather than on one of them.
+    """
+    takes: list[Figures] = []
+    for _ in range(settings.bulk_takes):
+        figures = bulk_magnetd(rig, n, settings)
+        if settings.references:
+            figures |= {**bulk_api(rig, n), **bulk_watch(rig, n, settings)}
+        takes.append(figures)
+    return combined(takes), {f"takes_{key}": [take[key] for take in takes] for key in takes[0]}
+
+
+def combined(takes: list[Figures]) -> Figures:
+    """One figure per key of the takes: the median; for peak RSS (``rss_*``), the highest."""
+    return {
+        key: max(values) if key.startswith("rss_") else statistics.median(values)
+        for key in takes[0]
+        for values in [[take[key] for take in takes]]
+    }
 
 
 # -- 3. drain -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ SCALE_FIGURES = [
     "estimate100000_bulk_cpu_per_file_us",
 ]
 DROPS = 5  # Settings.quick(): each latency round drops one more (the warm-up), and there are two rounds
+TAKES = 2  # Settings.quick(): each bulk size is measured twice
 
 
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
@@ -118,11 +120,19 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert figures["idle_scrapes"] >= 1, "the scraper got /metrics with the token"
     labels = ["latency"] + [f"{kind}{n}" for kind in ("bulk", "drain") for n in SIZES]
     told = {label: figures[f"notify_{label}_sent_files"] for label in labels}
-    expected = {"latency": 2 * (DROPS + 1)} | {f"{kind}{n}": n for kind in ("bulk", "drain") for n in SIZES}
+    expected = {"latency": 2 * (DROPS + 1)}
+    expected |= {f"bulk{n}": TAKES * n for n in SIZES} | {f"drain{n}": n for n in SIZES}
     assert told == expected, "every sent file was told"
     for label in labels:
         assert figures[f"notify_{label}_webhook_posts"] >= 1
         assert figures[f"notify_{label}_apprise_posts"] == figures[f"notify_{label}_webhook_posts"]
+
+    takes = result["samples"]
+    for n in SIZES:  # each bulk figure is the median of its takes, peak RSS the highest
+        for key in (f"bulk{n}_magnetd_s", f"bulk{n}_cpu_s", f"bulk{n}_api_s", f"bulk{n}_watch_s"):
+            each = takes[f"takes_{key}"]
+            assert len(each) == TAKES and figures[key] == statistics.median(each), key
+        assert figures[f"rss_bulk{n}_mb"] == max(takes[f"takes_rss_bulk{n}_mb"])
 
     scale = result["scale"]
     rows = scale["rows"]
@@ -130,6 +140,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     for row in rows[:2]:
         assert row["verified_s"] == figures[f"bulk{row['n']}_magnetd_s"]
         assert row["cpu_per_file_us"] == pytest.approx(figures[f"bulk{row['n']}_cpu_s"] / row["n"] * 1e6)
+        assert len(row["cpu_per_file_takes_us"]) == TAKES
     assert rows[2]["verified_s"] == figures["estimate100000_bulk_magnetd_s"]
     assert {goal["status"] for goal in scale["targets"]} <= {"PASS", "MISS"}, scale["targets"]
     assert "scale: added = all N" in done.stdout and "100,000*" in done.stdout
+    assert "CPU per file in each take" in done.stdout

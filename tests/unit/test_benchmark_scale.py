@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from benchmarks import report, scale, scaleplot
+from benchmarks.scenarios import combined
 
 SIZES = (2000, 10_000, 30_000)
 
@@ -189,6 +190,32 @@ def test_render_marks_the_estimate_and_lists_every_goal() -> None:
     assert " 100,000*" in text and "an estimate, not measured" in text
     assert "CPU/qbt" in text and text.splitlines()[3].split()[-1] == "0.333"  # the 2,000 row
     assert text.count("PASS") + text.count("MISS") + text.count("N/A") == len(summary["targets"])
+
+
+def test_takes_combine_as_the_median_and_peak_rss_as_the_highest() -> None:
+    takes = [
+        {"bulk2000_cpu_s": 0.20, "bulk2000_magnetd_s": 0.9, "rss_bulk2000_mb": 50.0},
+        {"bulk2000_cpu_s": 0.14, "bulk2000_magnetd_s": 0.5, "rss_bulk2000_mb": 61.0},
+        {"bulk2000_cpu_s": 0.16, "bulk2000_magnetd_s": 0.6, "rss_bulk2000_mb": 55.0},
+    ]
+    assert combined(takes) == {"bulk2000_cpu_s": 0.16, "bulk2000_magnetd_s": 0.6, "rss_bulk2000_mb": 61.0}
+    two = combined(takes[:2])  # an even count: the mean of the middle two
+    assert two["bulk2000_cpu_s"] == pytest.approx(0.17) and two["rss_bulk2000_mb"] == 61.0
+
+
+def test_each_takes_cpu_per_file_is_in_its_row_and_printed_under_the_table() -> None:
+    raw = three_sizes()
+    takes = {"takes_bulk2000_cpu_s": [0.15, 0.19, 0.16], "takes_bulk10000_cpu_s": [0.8]}
+    summary = scale.summary(raw, SIZES, SIZES, takes)
+    rows = {row["n"]: row for row in summary["rows"]}
+    assert rows[2000]["cpu_per_file_takes_us"] == pytest.approx([75.0, 95.0, 80.0])
+    assert rows[10_000]["cpu_per_file_takes_us"] == pytest.approx([80.0])
+    assert rows[30_000]["cpu_per_file_takes_us"] == [] and "cpu_per_file_takes_us" not in rows[100_000]
+    text = scale.render(summary)
+    assert "the median of the takes" in text
+    assert "      2,000: 75.00 / 95.00 / 80.00" in text.splitlines()
+    assert "10,000: 80.00" not in text  # one take: nothing to spread
+    assert "median of the takes" not in scale.render(scale.summary(raw, SIZES, SIZES))
 
 
 def test_text_chart_bars_are_to_scale() -> None:
