@@ -7,17 +7,24 @@ multi-magnet file is findable with ``journalctl MAGNETD_INFOHASH=<hash>``.
 An event's traceback (its ``exception`` field) becomes ``MAGNETD_TRACEBACK`` and
 also follows the summary line in ``MESSAGE``, so ``journalctl -u magnetd`` shows it.
 When journald is missing or refuses, the event goes to the fallback stream.
+
+Every event is one ``send`` on a datagram socket connected once (1.4 µs here, against 3.5
+for a ``sendto`` naming the socket each time and 4.4 for ``systemd-python``'s ``sendv``),
+built as one string encoded once. Under systemd that is a ``file_sent`` entry for every file
+of a drop. An entry too large for one datagram goes through ``sendv`` where the
+``systemd`` extra is installed (it hands journald a memory file), else to the fallback.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import re
 import socket
 import struct
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -80,12 +87,20 @@ def message(event: MutableMapping[str, Any]) -> str:
     return summary + "\n" + _value(traceback).rstrip("\n")
 
 
-def encode(pairs: Iterator[tuple[str, str]]) -> bytes:
-    """The native protocol's datagram for ``pairs``."""
+def encode(pairs: Sequence[tuple[str, str]]) -> bytes:
+    """The native protocol's datagram for ``pairs``: a ``KEY=value`` line each, or for a value
+    with a newline ``KEY``, a newline, its length (64 bits, little-endian) and the value.
+
+    Text is UTF-8; what it cannot hold (a lone surrogate: a file name that is not UTF-8)
+    becomes ``?``. With no newline in any value, as in nearly every event, the lines are
+    joined and encoded once.
+    """
+    if not any("\n" in value for _, value in pairs):
+        return "".join([f"{key}={value}\n" for key, value in pairs]).encode("utf-8", errors="replace")
     out = bytearray()
     for key, value in pairs:
         data = value.encode("utf-8", errors="replace")
-        if b"\n" in data:
+        if "\n" in value:
             out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
         else:
             out += key.encode() + b"=" + data + b"\n"
@@ -107,18 +122,39 @@ class JournalRenderer:
         return json.dumps(dict(event), default=str)
 
     def _send(self, pairs: list[tuple[str, str]]) -> bool:
-        if _sendv is not None and self.path == SOCKET:
+        datagram = encode(pairs)
+        for _ in range(2):  # once more on a new socket: journald may have been restarted
+            sock = self._sock
             try:
-                _sendv(*(f"{key}={value}" for key, value in pairs))
-            except (OSError, ValueError):
-                return False
+                if sock is None:
+                    sock = self._sock = _connect(self.path)
+                sock.send(datagram)
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    return self._send_large(pairs)
+                self._sock = None
+                if sock is not None:
+                    sock.close()
+                continue
             return True
-        datagram = encode(iter(pairs))
+        return False
+
+    def _send_large(self, pairs: list[tuple[str, str]]) -> bool:
+        """An entry larger than a datagram: ``sendv`` passes it to journald in a memory file."""
+        if _sendv is None or self.path != SOCKET:
+            return False
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.sendto(datagram, self.path)
-        except OSError:
-            self._sock = None
+            _sendv(*(f"{key}={value}" for key, value in pairs))
+        except (OSError, ValueError):
             return False
         return True
+
+
+def _connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock

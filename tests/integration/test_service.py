@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -17,7 +18,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import structlog
 
+from magnetd.service import journal
 from tests.daemon import Daemon, drop, instance, wait_for
 from tests.integration.conftest import magnet, torrent_file
 from tests.qbt import Qbt
@@ -170,6 +173,36 @@ def test_journal_entries_carry_magnetd_fields(daemon: Daemon, journald: None) ->
         assert entry["MESSAGE"].startswith("file_sent")
     assert daemon.stop() == 0
     assert "file_sent" not in daemon.output(), "events went to the journal, not stderr"
+
+
+def test_journald_takes_multi_line_and_oversized_entries(journald: None) -> None:
+    """The native protocol against the real journald: a traceback's length-prefixed value, and an
+    entry too large for one datagram, handed over by ``systemd-python`` in a memory file."""
+    if journal._sendv is None:
+        missing("systemd-python (the [systemd] extra) is not installed: it sends oversized entries")
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    fallback = io.StringIO()
+    renderer = journal.JournalRenderer(fallback=fallback)  # the system's socket, as under systemd
+    big = "x" * (1 << 20)  # past the largest datagram journald's socket takes
+    events = [
+        {"event": "boom", "level": "error", "test_mark": mark, "exception": "Traceback\n  line\nError"},
+        {"event": "huge", "level": "info", "test_mark": mark, "detail": big},
+    ]
+    for event in events:
+        with pytest.raises(structlog.DropEvent):
+            renderer(None, "info", dict(event))
+    assert fallback.getvalue() == ""
+
+    def both() -> list[dict[str, str]]:
+        args = ["journalctl", "-o", "json", "--all", "--no-pager", f"MAGNETD_TEST_MARK={mark}"]
+        done = subprocess.run(args, capture_output=True, text=True)
+        found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        return found if len(found) == 2 else []
+
+    boom, huge = sorted(wait_for(both, 20, "both entries in the journal"), key=lambda e: e["MAGNETD_EVENT"])
+    assert boom["MAGNETD_TRACEBACK"] == "Traceback\n  line\nError" and boom["PRIORITY"] == "3"
+    assert boom["MESSAGE"].startswith("boom\nTraceback")
+    assert huge["MAGNETD_DETAIL"] == big
 
 
 def test_journal_missing_falls_back_to_stderr(daemon: Daemon, tmp_path: Path) -> None:

@@ -79,8 +79,46 @@ def test_journal_fields_repeat_infohashes_and_use_valid_names() -> None:
 
 
 def test_native_protocol_length_prefixes_multi_line_values() -> None:
-    data = journal.encode(iter([("MESSAGE", "a\nb"), ("PRIORITY", "3")]))
+    data = journal.encode([("MESSAGE", "a\nb"), ("PRIORITY", "3")])
     assert data == b"MESSAGE\n" + struct.pack("<Q", 3) + b"a\nb\n" + b"PRIORITY=3\n"
+
+
+@pytest.mark.parametrize("newline", [False, True])
+def test_native_protocol_text_is_utf8_and_a_lone_surrogate_a_question_mark(newline: bool) -> None:
+    """Both ways of building a datagram (joined lines; a field at a time) write the same bytes."""
+    pairs = [("MAGNETD_FILE", "bad\udcff é.magnet"), ("PRIORITY", "6")]
+    if newline:
+        pairs.append(("MESSAGE", "two\nlines"))
+    data = journal.encode(pairs)
+    assert data.startswith("MAGNETD_FILE=bad? é.magnet\nPRIORITY=6\n".encode())
+    assert decode(data) == [(key, value.replace("\udcff", "?")) for key, value in pairs]
+
+
+def test_renderer_reconnects_when_journald_is_restarted(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sock"
+    fallback = io.StringIO()
+    renderer = journal.JournalRenderer(fallback=fallback, path=str(path))
+    for round_ in ("first", "second"):  # the second server has a new socket at the same path
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+            server.bind(str(path))
+            server.settimeout(5)
+            with pytest.raises(structlog.DropEvent):
+                renderer(None, "info", {"event": "x", "level": "info", "file": round_})
+            assert ("MAGNETD_FILE", round_) in decode(server.recv(65536))
+        path.unlink()
+    assert fallback.getvalue() == ""
+
+
+def test_an_entry_too_large_for_a_datagram_goes_to_the_fallback(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        renderer = journal.JournalRenderer(fallback=io.StringIO(), path=str(path))
+        line = renderer(None, "info", {"event": "x", "level": "info", "detail": "y" * (8 << 20)})
+        assert json.loads(line)["detail"] == "y" * (8 << 20)
+        with pytest.raises(structlog.DropEvent):  # the socket still serves the next, small one
+            renderer(None, "info", {"event": "x", "level": "info", "file": "small"})
+        assert ("MAGNETD_FILE", "small") in decode(server.recv(65536))
 
 
 def test_renderer_sends_to_a_socket_and_falls_back_when_it_is_gone(tmp_path: Path) -> None:
