@@ -31,7 +31,7 @@ import structlog
 
 from magnetd import optional
 
-_native = optional.load("systemd.journal")  # the `systemd` extra; without it, speak the protocol directly
+_native = optional.load("systemd.journal")  # the `systemd` extra: for entries too large for a datagram
 _sendv: Any = _native.sendv if _native is not None else None
 
 SOCKET = "/run/systemd/journal/socket"
