@@ -192,8 +192,11 @@ def qbt_cpu(server: Qbt) -> float:
     return cpu_seconds(server.process.pid)
 
 
-def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
-    """N files renamed into magnetd's inbox at once; until all are in sent/ (and in the log)."""
+def bulk_magnetd(rig: Rig, n: int, settings: Settings, profile: bool = True) -> Figures:
+    """N files renamed into magnetd's inbox at once; until all are in sent/ (and in the log).
+
+    ``profile``: with ``--profile``, sample the daemon if N is the largest size.
+    """
     items = magnets(f"b{n}-m", n)
     with ExitStack() as stack:
         server = rig.qbt(stack, f"bulk{n}-magnetd")
@@ -204,7 +207,7 @@ def bulk_magnetd(rig: Rig, n: int, settings: Settings) -> Figures:
         log = watch_log(stack, server, settings.bulk_poll)
         sent = watch_folder(stack, daemon.sent)
         with ExitStack() as spying:
-            if n == max(settings.bulk_sizes):
+            if profile and n == max(settings.bulk_sizes):
                 profiled(spying, rig, pid, f"bulk{n}")
             quiet_disk()
             cpu_before = cpu_now(pid)
@@ -276,11 +279,12 @@ def bulk(rig: Rig, n: int, settings: Settings) -> tuple[Figures, dict[str, list[
     """Bulk N, ``settings.bulk_takes`` times: the combined figures, and every take's (``takes_<key>``).
 
     Each take measures magnetd, then qBittorrent alone, then the watched folder, so a slow
-    spell of the machine falls on all three alike rather than on one of them.
+    spell of the machine falls on all three alike rather than on one of them. With
+    ``--profile``, only the first take is sampled.
     """
     takes: list[Figures] = []
-    for _ in range(settings.bulk_takes):
-        figures = bulk_magnetd(rig, n, settings)
+    for take in range(settings.bulk_takes):
+        figures = bulk_magnetd(rig, n, settings, profile=take == 0)
         if settings.references:
             figures |= {**bulk_api(rig, n), **bulk_watch(rig, n, settings)}
         takes.append(figures)
